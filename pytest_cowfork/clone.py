@@ -1,0 +1,223 @@
+"""Run one item's protocol in a freshly forked clone, then exit (clone).
+
+Nothing here returns to the caller: the clone ends in ``os._exit``, so no
+atexit handler, buffered output or pytest teardown of the template runs
+twice. A clone never writes to the terminal on its own behalf; its reports
+go to the template over the channel and its file descriptors 1 and 2 are
+pipes the template reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import faulthandler
+import os
+import signal
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import pytest
+from _pytest.capture import EncodedFile, FDCapture
+from _pytest.runner import call_and_report, show_test_item
+
+from pytest_cowfork import wire
+
+#: The environment variable, and fixture, that tell a test its clone slot.
+CLONE_ID = "CLONE_ID"
+#: The template sends this to ask a clone for its threads' stacks.
+DUMP_SIGNAL = signal.SIGUSR1
+# Bound now, so a test that replaces them cannot stop its clone reporting.
+_exit = os._exit
+_write = os.write
+_getpid = os.getpid
+#: This process's slot, from 0 to jobs - 1, once it is a clone.
+slot: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CloneFds:
+    """File descriptors a clone inherits, as numbers valid in the clone."""
+
+    channel: int
+    stdout: int
+    stderr: int
+    diag: int
+    #: Template-owned files that back pytest's fd capture in the clone, so
+    #: the template can still read what was captured if the clone dies.
+    capture_stdout: int
+    capture_stderr: int
+
+
+class _Channel:
+    """Send framed messages to the template, only from the clone itself.
+
+    A test that forks would otherwise let its own child send a second copy
+    of every report.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pid = _getpid()
+
+    def send(self, kind: wire.Kind, payload: Any) -> None:
+        if _getpid() != self._pid:
+            return
+        view = memoryview(wire.encode(kind, payload))
+        while view:
+            view = view[_write(self._fd, view) :]
+
+
+def run(
+    item: pytest.Item,
+    clone_slot: int,
+    template_top: pytest.Collector,
+    fds: CloneFds,
+    template_pid: int,
+) -> NoReturn:
+    """Run ``item`` in this clone and exit; called right after the fork."""
+    global slot
+    status = 70
+    channel = _Channel(fds.channel)
+    try:
+        _detach(template_pid)
+        _redirect(item.config, fds)
+        slot = clone_slot
+        os.environ[CLONE_ID] = str(clone_slot)
+        try:
+            _run_protocol(item, template_top, channel)
+        except pytest.exit.Exception as exc:
+            _quiet_teardown(item, template_top)
+            channel.send(
+                wire.Kind.EXIT, {"msg": str(exc.msg), "returncode": exc.returncode}
+            )
+        except KeyboardInterrupt as exc:
+            _quiet_teardown(item, template_top)
+            channel.send(wire.Kind.INTERRUPT, {"msg": str(exc)})
+        else:
+            channel.send(wire.Kind.DONE, {})
+        status = 0
+    except BaseException:
+        try:
+            channel.send(wire.Kind.ERROR, {"traceback": traceback.format_exc()})
+        except BaseException:
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        _exit(status)
+
+
+def _run_protocol(
+    item: pytest.Item, template_top: pytest.Collector, channel: _Channel
+) -> None:
+    """Run setup, call and teardown like pytest's runtestprotocol.
+
+    Teardown stops at ``template_top``: what the template set up is the
+    template's to tear down, once, after every clone that uses it is done.
+    """
+    config = item.config
+    if hasattr(item, "_request") and not item._request:
+        # A rerun (pytest-rerunfailures) of an item whose request was dropped.
+        item._initrequest()
+    report = call_and_report(item, "setup", log=False)
+    channel.send(wire.Kind.REPORT, _serialize(config, report))
+    if report.passed:
+        if config.getoption("setupshow", False):
+            show_test_item(item)
+        if not config.getoption("setuponly", False):
+            report = call_and_report(item, "call", log=False)
+            channel.send(wire.Kind.REPORT, _serialize(config, report))
+    report = call_and_report(item, "teardown", log=False, nextitem=template_top)
+    channel.send(wire.Kind.REPORT, _serialize(config, report))
+
+
+def _serialize(config: pytest.Config, report: pytest.TestReport) -> Any:
+    return config.hook.pytest_report_to_serializable(config=config, report=report)
+
+
+def _quiet_teardown(item: pytest.Item, template_top: pytest.Collector) -> None:
+    """Run the clone's own finalizers after pytest.exit, as a session would."""
+    try:
+        item.session._setupstate.teardown_exact(template_top)  # type: ignore[arg-type]
+    except BaseException:
+        pass
+
+
+def _detach(template_pid: int) -> None:
+    """Leave the template's process group and die with the template."""
+    # The template sets the group too; doing it on both sides closes the
+    # race where the template signals the group before the clone joined it.
+    os.setpgid(0, 0)
+    if _set_parent_death_signal is not None:
+        _set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != template_pid:
+            # The template died before the signal was armed.
+            _exit(70)
+
+
+def _redirect(config: pytest.Config, fds: CloneFds) -> None:
+    """Point stdin at /dev/null and stdout, stderr and capture at the template."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(fds.stdout, 1)
+    os.dup2(fds.stderr, 2)
+    capman = config.pluginmanager.getplugin("capturemanager")
+    multi = getattr(capman, "_global_capturing", None)
+    if multi is not None:
+        # pytest's fd capture restores its saved copy of each fd whenever it
+        # suspends; the saved copies must point where the clone's fds do.
+        for capture, target, backing in (
+            (multi.in_, devnull, None),
+            (multi.out, fds.stdout, fds.capture_stdout),
+            (multi.err, fds.stderr, fds.capture_stderr),
+        ):
+            if isinstance(capture, FDCapture):
+                os.dup2(target, capture.targetfd_save)
+                if backing is not None:
+                    _adopt_capture_file(capture, backing)
+    os.close(devnull)
+    faulthandler.enable(file=fds.diag, all_threads=True)
+    faulthandler.register(DUMP_SIGNAL, file=fds.diag, all_threads=True)
+
+
+def _adopt_capture_file(capture: FDCapture, backing: int) -> None:
+    """Make ``capture`` write into ``backing`` instead of the template's file.
+
+    The template's capture file is shared with every clone after a fork, and
+    two processes capturing into one file would read each other's output.
+    """
+    inherited = capture.tmpfile
+    capture.tmpfile = EncodedFile(
+        open(os.dup(backing), "wb+", buffering=0),  # noqa: SIM115 - lives as long as the capture
+        encoding="utf-8",
+        errors="replace",
+        newline="",
+        write_through=True,
+    )
+    capture.syscapture.tmpfile = capture.tmpfile  # type: ignore[attr-defined]
+    inherited.close()
+
+
+def _load_parent_death_signal() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_parent_death_signal(signum: int) -> None:
+        prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
+
+    return set_parent_death_signal
+
+
+# Loaded in the template, once, so a clone does not pay for ctypes.
+_set_parent_death_signal = _load_parent_death_signal()

@@ -1,0 +1,142 @@
+"""Fork a clone for one item and hand the template its ends of the pipes.
+
+This is the only place that calls ``os.fork()``. The parent side returns a
+:class:`ForkedClone`; the child side never returns (see :mod:`clone`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import sys
+import tempfile
+import warnings
+from typing import IO
+
+import pytest
+
+from pytest_cowfork import clone
+
+
+@dataclasses.dataclass
+class CaptureFiles:
+    """Two files, kept for one slot, that back a clone's captured output.
+
+    They outlive every clone of the slot, so the template can read what a
+    clone captured in the phase it died in.
+    """
+
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+
+    @classmethod
+    def create(cls) -> CaptureFiles:
+        return cls(
+            tempfile.TemporaryFile(prefix="cowfork-stdout-"),  # noqa: SIM115
+            tempfile.TemporaryFile(prefix="cowfork-stderr-"),  # noqa: SIM115
+        )
+
+    def reset(self) -> None:
+        for file in (self.stdout, self.stderr):
+            os.ftruncate(file.fileno(), 0)
+
+    def read(self, limit: int) -> tuple[str, str]:
+        """Return the last ``limit`` bytes of each file, decoded."""
+        return _tail(self.stdout, limit), _tail(self.stderr, limit)
+
+    def close(self) -> None:
+        self.stdout.close()
+        self.stderr.close()
+
+
+@dataclasses.dataclass
+class ForkedClone:
+    """The template's handle on a running clone: its pid and pipe ends."""
+
+    pid: int
+    slot: int
+    #: Read ends, non-blocking: reports, stdout, stderr, fault dumps.
+    channel: int
+    stdout: int
+    stderr: int
+    diag: int
+    #: A descriptor that becomes readable when the clone exits, or None
+    #: where the platform has no pidfd.
+    pidfd: int | None
+
+
+def fork_clone(
+    item: pytest.Item,
+    slot: int,
+    template_top: pytest.Collector,
+    capture: CaptureFiles,
+) -> ForkedClone:
+    """Fork a clone that runs ``item``; return the template's handle on it."""
+    pipes = [os.pipe() for _ in range(4)]
+    capture.reset()
+    # Buffered output would otherwise be written once by each process.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    template_pid = os.getpid()
+    # A frozen heap keeps a collection in the clone from writing to, and so
+    # copying, every page that holds a template object.
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a multi-threaded process forks; the
+            # thread check has already told the user, with names.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            for read_end, _ in pipes:
+                os.close(read_end)
+            channel, stdout, stderr, diag = (write_end for _, write_end in pipes)
+            fds = clone.CloneFds(
+                channel=channel,
+                stdout=stdout,
+                stderr=stderr,
+                diag=diag,
+                capture_stdout=capture.stdout.fileno(),
+                capture_stderr=capture.stderr.fileno(),
+            )
+            clone.run(item, slot, template_top, fds, template_pid)
+    finally:
+        if os.getpid() == template_pid:
+            gc.unfreeze()
+        else:  # pragma: no cover - clone.run never returns
+            os._exit(70)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        # The clone has already made its group, or already exited.
+        pass
+    for read_end, write_end in pipes:
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+    channel, stdout, stderr, diag = (read_end for read_end, _ in pipes)
+    return ForkedClone(
+        pid=pid,
+        slot=slot,
+        channel=channel,
+        stdout=stdout,
+        stderr=stderr,
+        diag=diag,
+        pidfd=_open_pidfd(pid),
+    )
+
+
+def _open_pidfd(pid: int) -> int | None:
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _tail(file: IO[bytes], limit: int) -> str:
+    size = os.fstat(file.fileno()).st_size
+    start = max(0, size - limit)
+    data = os.pread(file.fileno(), size - start, start)
+    return data.decode("utf-8", "replace")

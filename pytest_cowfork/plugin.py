@@ -1,0 +1,101 @@
+"""Register cowfork's options, markers and fixture with pytest (template).
+
+This is the ``cowfork`` entry point. It validates the settings at configure
+time and installs the :class:`~pytest_cowfork.template.Template` plugin,
+which does the forking.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from pytest_cowfork import clone, settings
+from pytest_cowfork.template import Template
+
+_PLUGIN_NAME = "cowfork-template"
+
+
+@pytest.hookimpl
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cowfork", "copy-on-write clones (pytest-cowfork)")
+    group.addoption(
+        "--cowfork", action="store_true", default=None, help=settings.ENABLE_HELP
+    )
+    group.addoption(
+        "--cowfork-jobs",
+        dest="cowfork_jobs",
+        metavar="N",
+        type=settings.parse_jobs,
+        help=settings.JOBS_HELP,
+    )
+    group.addoption(
+        "--cowfork-scope",
+        dest="cowfork_scope",
+        metavar="SCOPE",
+        type=settings.parse_scope,
+        help=settings.SCOPE_HELP,
+    )
+    group.addoption(
+        "--cowfork-timeout",
+        dest="cowfork_timeout",
+        metavar="SECONDS",
+        type=settings.parse_timeout,
+        help=settings.TIMEOUT_HELP,
+    )
+    parser.addini("cowfork", type="bool", default=False, help=settings.ENABLE_HELP)
+    parser.addini("cowfork_jobs", help=settings.JOBS_HELP)
+    parser.addini("cowfork_scope", help=settings.SCOPE_HELP)
+    parser.addini("cowfork_timeout", help=settings.TIMEOUT_HELP)
+
+
+@pytest.hookimpl
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", settings.FORK_MARKER)
+    config.addinivalue_line("markers", settings.NO_FORK_MARKER)
+    chosen = settings.read_settings(config)
+    if not hasattr(os, "fork"):
+        if chosen.fork_all:
+            raise pytest.UsageError(
+                f"--cowfork needs os.fork(), which {sys.platform} does not have; "
+                "run without --cowfork (and without cowfork = true in the ini file)"
+            )
+        return
+    config.pluginmanager.register(Template(config, chosen), _PLUGIN_NAME)
+
+
+@pytest.hookimpl
+def pytest_report_header(config: pytest.Config) -> str | None:
+    template = config.pluginmanager.get_plugin(_PLUGIN_NAME)
+    if template is None:
+        return None
+    chosen: settings.Settings = template.settings
+    which = "every test" if chosen.fork_all else "tests marked cowfork"
+    timeout = "none" if chosen.timeout is None else f"{chosen.timeout:g} s"
+    return (
+        f"cowfork: {which} in its own clone (jobs: {chosen.jobs}, "
+        f"template scope: {chosen.scope}, timeout: {timeout})"
+    )
+
+
+@pytest.hookimpl
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    template = terminalreporter.config.pluginmanager.get_plugin(_PLUGIN_NAME)
+    if template is None or not template.stats.clones:
+        return
+    stats = template.stats
+    line = f"cowfork: {stats.clones} clone{'s' if stats.clones != 1 else ''} ran"
+    if stats.crashed:
+        line += f", {stats.crashed} crashed"
+    if stats.timed_out:
+        line += f", {stats.timed_out} timed out"
+    if terminalreporter.verbosity >= 0:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def clone_id() -> str | None:
+    """Return this clone's slot, as in $CLONE_ID, or None in the template."""
+    return None if clone.slot is None else str(clone.slot)

@@ -1,0 +1,356 @@
+"""Run items in clones of this process and report their results (template).
+
+The :class:`Template` plugin implements pytest's per-item protocol: set up
+the item's wide fixtures here, fork a clone for the rest, and turn what the
+clone sends back into the same hook calls an in-process run makes. With
+more than one job, the protocol returns as soon as the clone is forked, so
+the next item can start while earlier clones run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pytest
+from _pytest.runner import CallInfo, runtestprotocol
+
+from pytest_cowfork import crash, wire
+from pytest_cowfork.fork import CaptureFiles, fork_clone
+from pytest_cowfork.hazards import ThreadWatch
+from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
+from pytest_cowfork.settings import Settings, choose
+from pytest_cowfork.warmup import warm, wide_params, would_tear_down
+
+_When = Literal["setup", "call", "teardown"]
+#: Why an item's cowfork marker is unusable; its setup fails with this.
+misuse_key = pytest.StashKey[str]()
+#: How much captured output of a dead clone's last phase goes in its report.
+_CAPTURE_TAIL = 1 << 20
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counts for the terminal summary."""
+
+    clones: int = 0
+    crashed: int = 0
+    timed_out: int = 0
+
+
+@dataclasses.dataclass
+class _Job:
+    """One item running in a clone, and what the template has logged of it."""
+
+    item: pytest.Item
+    nextitem: pytest.Item | None
+    clone: Running
+    #: Log reports as they arrive (one job at a time) or all at the end.
+    live: bool
+    #: This item's teardown also tears down template state; the template
+    #: does that after every clone forked from that state has ended.
+    owns_teardown: bool = False
+    reports: list[pytest.TestReport] = dataclasses.field(default_factory=list)
+    decoded: int = 0
+    logged: int = 0
+
+
+class Template:
+    """The plugin object that forks clones and reports for them."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self._config = config
+        self.settings = settings
+        self._scheduler = Scheduler(relay=relay_to_terminal)
+        self._jobs: dict[int, _Job] = {}
+        self._free_slots = list(range(settings.jobs))
+        self._capture_files: dict[int, CaptureFiles] = {}
+        self._forked_params: tuple[tuple[str, int], ...] | None = None
+        self._threads = ThreadWatch()
+        self._owner: _Job | None = None
+        self.stats = Stats()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        """Run ``item`` in a clone, unless it is to run in the template."""
+        try:
+            choice = choose(item, self.settings)
+        except ValueError as exc:
+            item.stash[misuse_key] = str(exc)
+            choice = None
+        try:
+            if choice is not None and choice.fork:
+                if self._run_in_clone(item, nextitem, choice.timeout):
+                    return True
+            # The item runs here, in the template: no clone may still be
+            # running from state it could change.
+            self._drain()
+        except BaseException:
+            self._scheduler.kill_all()
+            raise
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Fail an item whose cowfork marker could not be read."""
+        problem = item.stash.get(misuse_key, None)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Iterator[None]:
+        """Make sure no clone outlives the test loop, however it ends."""
+        try:
+            return (yield)
+        finally:
+            # Normally the last item drained every clone; after -x or
+            # Ctrl-C, the clones still running are not waited for.
+            self._scheduler.kill_all()
+            for files in self._capture_files.values():
+                files.close()
+            self._capture_files.clear()
+
+    # The steps of one item's run, in order.
+
+    def _run_in_clone(
+        self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
+    ) -> bool:
+        """Run ``item`` in a clone; return False if it must run here instead."""
+        scope = self.settings.scope
+        params = wide_params(item, scope)
+        if params != self._forked_params:
+            self._drain()
+        live = self.settings.jobs == 1
+        if live:
+            item.ihook.pytest_runtest_logstart(
+                nodeid=item.nodeid, location=item.location
+            )
+        try:
+            with self._capture("setup", item):
+                template_top = warm(item, scope)
+        except (pytest.exit.Exception, KeyboardInterrupt):
+            raise
+        except Exception:
+            # pytest caches the failure, so the item's own setup raises it
+            # again and reports it exactly as it would without cowfork.
+            self._drain()
+            if not live:
+                item.ihook.pytest_runtest_logstart(
+                    nodeid=item.nodeid, location=item.location
+                )
+            runtestprotocol(item, nextitem=nextitem)
+            item.ihook.pytest_runtest_logfinish(
+                nodeid=item.nodeid, location=item.location
+            )
+            return True
+        self._forked_params = params
+        self._threads.check()
+
+        while not self._free_slots:
+            self._poll()
+        slot = min(self._free_slots)
+        self._free_slots.remove(slot)
+        handle = fork_clone(item, slot, template_top, self._capture_for(slot))
+        clone = Running(handle=handle, item=item, timeout=timeout)
+        job = _Job(item=item, nextitem=nextitem, clone=clone, live=live)
+        self._jobs[handle.pid] = job
+        self._scheduler.add(clone)
+        self.stats.clones += 1
+
+        session = item.session
+        job.owns_teardown = (
+            live
+            or nextitem is None
+            or would_tear_down(session, nextitem)
+            or bool(session.shouldfail or session.shouldstop)
+        )
+        if job.owns_teardown:
+            self._drain()
+        return True
+
+    def _drain(self) -> None:
+        """Wait for every running clone, then finish the teardown owner."""
+        while self._scheduler.running:
+            self._poll()
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            self._tear_down_wide(owner)
+            self._log(owner, final=True)
+
+    def _poll(self) -> None:
+        ended = self._scheduler.poll()
+        for job in self._jobs.values():
+            if job.live:
+                self._log(job, final=False)
+        for clone in ended:
+            job = self._jobs.pop(clone.pid)
+            self._complete(job)
+            self._free_slots.append(clone.handle.slot)
+
+    def _complete(self, job: _Job) -> None:
+        """Take in the last of a clone's messages and log or hold its reports."""
+        self._decode(job)
+        clone = job.clone
+        kinds = {kind for kind, _ in clone.messages}
+        stop: BaseException | None = None
+        for kind, payload in clone.messages:
+            if kind is wire.Kind.EXIT:
+                stop = pytest.exit.Exception(payload["msg"], payload["returncode"])
+            elif kind is wire.Kind.INTERRUPT:
+                stop = KeyboardInterrupt(payload["msg"])
+        missing = self._missing_phase(job)
+        if stop is None and missing is not None:
+            self._record_crash(job, missing, done=wire.Kind.DONE in kinds)
+        if stop is not None:
+            self._log(job, final=True, finish=False)
+            raise stop
+        if job.owns_teardown:
+            self._owner = job
+        else:
+            self._log(job, final=True)
+
+    def _missing_phase(self, job: _Job) -> _When | None:
+        """Return the first phase the clone did not report, or None."""
+        whens = [report.when for report in job.reports]
+        if "setup" not in whens:
+            return "setup"
+        setup = job.reports[whens.index("setup")]
+        wants_call = setup.passed and not self._config.getoption("setuponly", False)
+        if wants_call and "call" not in whens:
+            return "call"
+        if "teardown" not in whens:
+            return "teardown"
+        return None
+
+    def _record_crash(self, job: _Job, when: _When, done: bool) -> None:
+        clone = job.clone
+        problem = clone.wire_error
+        for kind, payload in clone.messages:
+            if kind is wire.Kind.ERROR:
+                problem = "cowfork failed inside the clone:\n" + payload["traceback"]
+        if done and problem is None:
+            problem = "it reported done without reporting this phase"
+        ending = crash.Ending(
+            pid=clone.pid,
+            slot=clone.handle.slot,
+            status=clone.status or 0,
+            wall_time=clone.wall_time,
+            timeout=clone.timeout if clone.timed_out else None,
+            problem=problem,
+            stacks=clone.diag.decode("utf-8", "replace"),
+        )
+        out, err = self._capture_files[clone.handle.slot].read(_CAPTURE_TAIL)
+        captured = [
+            (f"Captured {key} {when}", text)
+            for key, text in (("stdout", out), ("stderr", err))
+            if text
+        ]
+        earlier = job.reports[-1].sections if job.reports else None
+        job.reports += crash.crash_reports(job.item, when, ending, earlier, captured)
+        self.stats.crashed += ending.timeout is None
+        self.stats.timed_out += ending.timeout is not None
+
+    def _tear_down_wide(self, job: _Job) -> None:
+        """Tear down the template state ``job``'s item was the last to use."""
+        item, session = job.item, job.item.session
+        nextitem = job.nextitem
+        if session.shouldfail or session.shouldstop:
+            # As pytest does: the last item tears everything down, so its
+            # teardown report carries the errors.
+            nextitem = None
+        if not would_tear_down(session, nextitem):
+            return
+        before = len(item._report_sections)
+        with self._capture("teardown", item):
+            call = CallInfo.from_call(
+                lambda: session._setupstate.teardown_exact(nextitem),
+                when="teardown",
+                reraise=(pytest.exit.Exception, KeyboardInterrupt),
+            )
+        sections = [
+            (f"Captured {key} {when}", content)
+            for when, key, content in item._report_sections[before:]
+        ]
+        report = job.reports[-1]
+        report.sections = [*report.sections, *sections]
+        if call.excinfo is None:
+            return
+        failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(
+            item=item, call=call
+        )
+        if report.passed:
+            failed.sections = report.sections
+            failed.duration += report.duration
+            job.reports[-1] = failed
+        else:
+            report.sections.append(
+                ("template teardown error", str(failed.longrepr))
+            )
+
+    def _decode(self, job: _Job) -> None:
+        """Turn newly arrived report messages into TestReports."""
+        messages = job.clone.messages
+        hook = self._config.hook
+        for kind, payload in messages[job.decoded :]:
+            if kind is wire.Kind.REPORT:
+                job.reports.append(
+                    hook.pytest_report_from_serializable(
+                        config=self._config, data=_restore_tuples(payload)
+                    )
+                )
+        job.decoded = len(messages)
+
+    def _log(self, job: _Job, final: bool, finish: bool = True) -> None:
+        """Log the reports not logged yet; the teardown one only if final."""
+        self._decode(job)
+        item = job.item
+        if job.logged == 0 and not job.live and job.reports:
+            item.ihook.pytest_runtest_logstart(
+                nodeid=item.nodeid, location=item.location
+            )
+        pending = job.reports[job.logged :]
+        if not final:
+            pending = [report for report in pending if report.when != "teardown"]
+        for report in pending:
+            item.ihook.pytest_runtest_logreport(report=report)
+        job.logged += len(pending)
+        if final and finish:
+            item.ihook.pytest_runtest_logfinish(
+                nodeid=item.nodeid, location=item.location
+            )
+
+    @contextlib.contextmanager
+    def _capture(self, when: str, item: pytest.Item) -> Iterator[None]:
+        """Capture template-side output into ``item``'s report sections."""
+        capman = self._config.pluginmanager.getplugin("capturemanager")
+        if capman is None:
+            yield
+            return
+        with capman.item_capture(when, item):
+            yield
+
+    def _capture_for(self, slot: int) -> CaptureFiles:
+        files = self._capture_files.get(slot)
+        if files is None:
+            files = self._capture_files[slot] = CaptureFiles.create()
+        return files
+
+
+def _restore_tuples(data: dict[str, Any]) -> dict[str, Any]:
+    """Give back the tuples JSON turned into lists where pytest checks for them.
+
+    A skip's ``longrepr`` must be a (path, lineno, message) tuple for the
+    terminal's folded summary; ``location``, ``sections`` and
+    ``user_properties`` are documented as tuples.
+    """
+    for name in ("longrepr", "location"):
+        if isinstance(data.get(name), list):
+            data[name] = tuple(data[name])
+    for name in ("user_properties", "sections"):
+        if isinstance(data.get(name), list):
+            data[name] = [tuple(pair) for pair in data[name]]
+    return data
