@@ -9,6 +9,7 @@ pipes the template reads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import faulthandler
 import os
@@ -98,16 +99,12 @@ def run(
             channel.send(wire.Kind.DONE, {})
         status = 0
     except BaseException:
-        try:
+        with contextlib.suppress(BaseException):
             channel.send(wire.Kind.ERROR, {"traceback": traceback.format_exc()})
-        except BaseException:
-            pass
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(BaseException):
                 stream.flush()
-            except BaseException:
-                pass
         _exit(status)
 
 
@@ -122,7 +119,7 @@ def _run_protocol(
     config = item.config
     if hasattr(item, "_request") and not item._request:
         # A rerun (pytest-rerunfailures) of an item whose request was dropped.
-        item._initrequest()
+        item._initrequest()  # type: ignore[attr-defined]
     report = call_and_report(item, "setup", log=False)
     channel.send(wire.Kind.REPORT, _serialize(config, report))
     if report.passed:
@@ -141,10 +138,8 @@ def _serialize(config: pytest.Config, report: pytest.TestReport) -> Any:
 
 def _quiet_teardown(item: pytest.Item, template_top: pytest.Collector) -> None:
     """Run the clone's own finalizers after pytest.exit, as a session would."""
-    try:
+    with contextlib.suppress(BaseException):
         item.session._setupstate.teardown_exact(template_top)  # type: ignore[arg-type]
-    except BaseException:
-        pass
 
 
 def _detach(template_pid: int) -> None:

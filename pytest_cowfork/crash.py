@@ -17,6 +17,8 @@ from typing import Literal
 import pytest
 from _pytest.runner import CallInfo
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 @dataclasses.dataclass(frozen=True)
 class Ending:
@@ -77,11 +79,11 @@ def crash_reports(
     """
     lines = [describe(ending, when)]
     if ending.stacks:
-        lines += ["", "Stacks of the clone's threads at the end:", ending.stacks]
+        stacks = trim_stacks(ending.stacks)
+        lines += ["", "Stacks of the clone's threads at the end:", stacks]
     lines += [
         "",
-        "To run it without a clone: pytest -p no:cowfork "
-        f"{shlex.quote(item.nodeid)}",
+        f"To run it without a clone: pytest -p no:cowfork {shlex.quote(item.nodeid)}",
     ]
     message = "\n".join(lines).rstrip("\n")
     failed = _make_report(item, when, lambda: pytest.fail(message, pytrace=False))
@@ -91,6 +93,29 @@ def crash_reports(
     if when != "teardown":
         reports.append(_make_report(item, "teardown", lambda: None))
     return reports
+
+
+def trim_stacks(dump: str) -> str:
+    """Cut each thread of a faulthandler dump at cowfork's own frames.
+
+    Below them lie the frames the clone inherited from the template, which
+    say nothing about the test.
+    """
+    kept: list[str] = []
+    cutting = False
+    for line in dump.splitlines():
+        if not line.startswith("  "):
+            # A thread's heading or the blank line between threads.
+            cutting = False
+            kept.append(line)
+        elif cutting:
+            continue
+        elif _PACKAGE_DIR in line:
+            cutting = True
+            kept.append("  (then the template's frames, from before the fork)")
+        else:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def _make_report(

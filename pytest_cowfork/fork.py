@@ -6,6 +6,7 @@ This is the only place that calls ``os.fork()``. The parent side returns a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -33,8 +34,8 @@ class CaptureFiles:
     @classmethod
     def create(cls) -> CaptureFiles:
         return cls(
-            tempfile.TemporaryFile(prefix="cowfork-stdout-"),  # noqa: SIM115
-            tempfile.TemporaryFile(prefix="cowfork-stderr-"),  # noqa: SIM115
+            tempfile.TemporaryFile(prefix="cowfork-stdout-"),
+            tempfile.TemporaryFile(prefix="cowfork-stderr-"),
         )
 
     def reset(self) -> None:
@@ -106,11 +107,10 @@ def fork_clone(
             gc.unfreeze()
         else:  # pragma: no cover - clone.run never returns
             os._exit(70)
-    try:
+    # The clone makes its own group too; whichever runs first wins, and
+    # this call fails harmlessly if the clone has already exited.
+    with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
-    except OSError:
-        # The clone has already made its group, or already exited.
-        pass
     for read_end, write_end in pipes:
         os.close(write_end)
         os.set_blocking(read_end, False)

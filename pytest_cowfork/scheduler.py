@@ -8,6 +8,7 @@ pytest reports: it hands back decoded messages and how each clone ended.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -90,9 +91,7 @@ class Scheduler:
         ):
             self._selector.register(fd, selectors.EVENT_READ, (clone, what))
         if handle.pidfd is not None:
-            self._selector.register(
-                handle.pidfd, selectors.EVENT_READ, (clone, "exit")
-            )
+            self._selector.register(handle.pidfd, selectors.EVENT_READ, (clone, "exit"))
 
     def poll(self) -> list[Running]:
         """Wait for the next events; return the clones that ended meanwhile."""
@@ -222,10 +221,8 @@ class Scheduler:
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _killpg(pgid: int) -> None:

@@ -24,8 +24,7 @@ DEFAULT_SCOPE = "class"
 
 ENABLE_HELP = "Run every test in its own copy-on-write clone of this process"
 JOBS_HELP = (
-    "How many clones may run at once: a number, or 'auto' for one per CPU "
-    "(default: 1)"
+    "How many clones may run at once: a number, or 'auto' for one per CPU (default: 1)"
 )
 SCOPE_HELP = (
     "Narrowest fixture scope set up once in the template; narrower ones are set "

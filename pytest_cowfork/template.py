@@ -84,8 +84,8 @@ class Template:
             choice = None
         try:
             if choice is not None and choice.fork:
-                if self._run_in_clone(item, nextitem, choice.timeout):
-                    return True
+                self._run_in_clone(item, nextitem, choice.timeout)
+                return True
             # The item runs here, in the template: no clone may still be
             # running from state it could change.
             self._drain()
@@ -118,8 +118,8 @@ class Template:
 
     def _run_in_clone(
         self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
-    ) -> bool:
-        """Run ``item`` in a clone; return False if it must run here instead."""
+    ) -> None:
+        """Run ``item`` in a clone, or here if its template setup failed."""
         scope = self.settings.scope
         params = wide_params(item, scope)
         if params != self._forked_params:
@@ -146,7 +146,7 @@ class Template:
             item.ihook.pytest_runtest_logfinish(
                 nodeid=item.nodeid, location=item.location
             )
-            return True
+            return
         self._forked_params = params
         self._threads.check()
 
@@ -170,7 +170,6 @@ class Template:
         )
         if job.owns_teardown:
             self._drain()
-        return True
 
     def _drain(self) -> None:
         """Wait for every running clone, then finish the teardown owner."""
@@ -287,9 +286,7 @@ class Template:
             failed.duration += report.duration
             job.reports[-1] = failed
         else:
-            report.sections.append(
-                ("template teardown error", str(failed.longrepr))
-            )
+            report.sections.append(("template teardown error", str(failed.longrepr)))
 
     def _decode(self, job: _Job) -> None:
         """Turn newly arrived report messages into TestReports."""

@@ -45,7 +45,7 @@ def warm(item: pytest.Item, scope: str) -> pytest.Collector:
         setupstate.setup(node)  # type: ignore[arg-type]
     if hasattr(item, "_request"):
         if not item._request:
-            item._initrequest()
+            item._initrequest()  # type: ignore[attr-defined]
         for name in _wide_fixture_names(item, scope):
             item._request.getfixturevalue(name)
     return list(setupstate.stack)[-1]  # type: ignore[return-value]
