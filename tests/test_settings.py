@@ -151,6 +151,8 @@ def test_no_cowfork_keeps_an_item_in_the_template() -> None:
         (pytest.mark.cowfork(timeout=True), "timeout=True"),
     ],
 )
-def test_a_misused_marker_is_explained(mark: pytest.MarkDecorator, message: str) -> None:
+def test_a_misused_marker_is_explained(
+    mark: pytest.MarkDecorator, message: str
+) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         settings.choose(_Item(mark), _ALL)  # type: ignore[arg-type]

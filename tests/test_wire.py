@@ -87,7 +87,9 @@ def test_a_payload_that_is_not_json_is_refused() -> None:
         list(wire.FrameReader().feed(frame))
 
 
-def test_encoding_ignores_a_replaced_json_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_encoding_ignores_a_replaced_json_dumps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A test that clobbers json.dumps must not corrupt its own report."""
     import json
 
