@@ -87,25 +87,29 @@ def run(
         os.environ[CLONE_ID] = str(clone_slot)
         try:
             _run_protocol(item, template_top, channel)
+            last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {})
         except pytest.exit.Exception as exc:
             _quiet_teardown(item, template_top)
-            channel.send(
-                wire.Kind.EXIT, {"msg": str(exc.msg), "returncode": exc.returncode}
-            )
+            last = (wire.Kind.EXIT, {"msg": str(exc.msg), "returncode": exc.returncode})
         except KeyboardInterrupt as exc:
             _quiet_teardown(item, template_top)
-            channel.send(wire.Kind.INTERRUPT, {"msg": str(exc)})
-        else:
-            channel.send(wire.Kind.DONE, {})
+            last = (wire.Kind.INTERRUPT, {"msg": str(exc)})
+        # The template kills the clone as soon as the last message arrives.
+        _flush_stdio()
+        channel.send(*last)
         status = 0
     except BaseException:
+        _flush_stdio()
         with contextlib.suppress(BaseException):
             channel.send(wire.Kind.ERROR, {"traceback": traceback.format_exc()})
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                stream.flush()
         _exit(status)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
 
 
 def _run_protocol(

@@ -30,6 +30,10 @@ _DIAG_LIMIT = 256 * 1024
 #: and how long the dump must stay quiet before the clone is killed.
 _DUMP_GRACE = 2.0
 _DUMP_QUIET = 0.1
+#: Messages after which a clone only exits.
+_FINAL = frozenset(
+    {wire.Kind.DONE, wire.Kind.EXIT, wire.Kind.INTERRUPT, wire.Kind.ERROR}
+)
 #: Without pidfds, how often to poll for exits.
 _POLL_INTERVAL = 0.01
 
@@ -59,6 +63,11 @@ class Running:
         return self.handle.pid
 
     @property
+    def finished(self) -> bool:
+        """Return True once the clone sent a message that ends its run."""
+        return any(kind in _FINAL for kind, _ in self.messages[-1:])
+
+    @property
     def deadline(self) -> float | None:
         if self.timeout is None:
             return None
@@ -77,52 +86,59 @@ class Scheduler:
         writes to its stdout or stderr outside pytest's capture."""
         self._relay = relay
         self._selector = selectors.DefaultSelector()
+        #: Clones whose outcome is not known yet.
         self.running: dict[int, Running] = {}
+        #: Clones whose outcome is known, not yet reaped.
+        self._exiting: dict[int, Running] = {}
 
     def add(self, clone: Running) -> None:
         """Start watching ``clone``."""
-        handle = clone.handle
-        self.running[handle.pid] = clone
-        for fd, what in (
-            (handle.channel, "channel"),
-            (handle.stdout, 1),
-            (handle.stderr, 2),
-            (handle.diag, "diag"),
-        ):
+        self.running[clone.pid] = clone
+        for fd, what in _pipes(clone.handle):
             self._selector.register(fd, selectors.EVENT_READ, (clone, what))
-        if handle.pidfd is not None:
-            self._selector.register(handle.pidfd, selectors.EVENT_READ, (clone, "exit"))
+        if clone.handle.pidfd is not None:
+            self._selector.register(
+                clone.handle.pidfd, selectors.EVENT_READ, (clone, "exit")
+            )
 
     def poll(self) -> list[Running]:
-        """Wait for the next events; return the clones that ended meanwhile."""
-        now = monotonic()
-        timeout = self._next_wakeup(now)
+        """Wait for the next events; return the clones that ended meanwhile.
+
+        A clone has ended when it sent its last message, or when it exited
+        without one. One that sent its last message is killed with its
+        process group right away instead of being waited for: its address
+        space is torn down while the template already runs the next item.
+        """
         ended: list[Running] = []
-        for key, _ in self._selector.select(timeout):
+        for key, _ in self._selector.select(self._next_wakeup(monotonic())):
             clone, what = key.data
-            if clone.status is not None:
-                continue
             if what == "exit":
                 self._reap(clone, ended)
-            else:
+            elif clone.pid in self.running:
                 self._read(clone, key.fd, what)
+                if what == "channel" and clone.finished:
+                    self._end(clone, ended)
         now = monotonic()
-        for clone in list(self.running.values()):
-            if clone.status is None and clone.handle.pidfd is None:
+        for clone in [*self.running.values(), *self._exiting.values()]:
+            if clone.handle.pidfd is None:
                 self._reap(clone, ended, block=False)
-            if clone.status is None:
-                self._enforce_deadline(clone, now)
+        for clone in list(self.running.values()):
+            self._enforce_deadline(clone, now)
         return ended
 
     def kill_all(self) -> None:
-        """Kill every running clone and its process group, and reap them."""
-        for clone in list(self.running.values()):
+        """Kill every clone not yet reaped, with its process group; reap them."""
+        clones = [*self.running.values(), *self._exiting.values()]
+        for clone in clones:
             _killpg(clone.pid)
-        for clone in list(self.running.values()):
+        for clone in clones:
             self._reap(clone, [])
 
     def _next_wakeup(self, now: float) -> float | None:
         wakeups = []
+        for clone in self._exiting.values():
+            if clone.handle.pidfd is None:
+                wakeups.append(now + _POLL_INTERVAL)
         for clone in self.running.values():
             if clone.handle.pidfd is None:
                 wakeups.append(now + _POLL_INTERVAL)
@@ -146,39 +162,6 @@ class Scheduler:
         if not data:
             self._selector.unregister(fd)
             return False
-        self._feed(clone, what, data)
-        return True
-
-    def _reap(self, clone: Running, ended: list[Running], block: bool = True) -> None:
-        pid, status = os.waitpid(clone.pid, 0 if block else os.WNOHANG)
-        if pid == 0:
-            return
-        clone.status = status
-        clone.ended = monotonic()
-        # What the clone wrote before it exited is all in the pipes now.
-        handle = clone.handle
-        for fd, what in (
-            (handle.channel, "channel"),
-            (handle.stdout, 1),
-            (handle.stderr, 2),
-            (handle.diag, "diag"),
-        ):
-            while self._has(fd) and self._read(clone, fd, what):
-                pass
-        # Whatever the test left running in the clone's group goes with it.
-        _killpg(clone.pid)
-        self._close(clone)
-        del self.running[clone.pid]
-        ended.append(clone)
-
-    def _has(self, fd: int) -> bool:
-        try:
-            self._selector.get_key(fd)
-        except KeyError:
-            return False
-        return True
-
-    def _feed(self, clone: Running, what: Any, data: bytes) -> None:
         if what == "channel":
             if clone.wire_error is None:
                 try:
@@ -191,17 +174,41 @@ class Scheduler:
             clone.last_diag = monotonic()
         else:
             self._relay(what, data)
+        return True
 
-    def _close(self, clone: Running) -> None:
-        handle = clone.handle
-        for fd in (handle.channel, handle.stdout, handle.stderr, handle.diag):
+    def _reap(self, clone: Running, ended: list[Running], block: bool = True) -> None:
+        pid, status = os.waitpid(clone.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return
+        clone.status = status
+        if clone.pid in self.running:
+            self._end(clone, ended)
+        del self._exiting[clone.pid]
+        if clone.handle.pidfd is not None:
+            self._selector.unregister(clone.handle.pidfd)
+            os.close(clone.handle.pidfd)
+
+    def _end(self, clone: Running, ended: list[Running]) -> None:
+        """Take the last of ``clone``'s output and stop watching its pipes."""
+        clone.ended = monotonic()
+        for fd, what in _pipes(clone.handle):
+            while self._has(fd) and self._read(clone, fd, what):
+                pass
             if self._has(fd):
                 self._selector.unregister(fd)
             os.close(fd)
-        if handle.pidfd is not None:
-            if self._has(handle.pidfd):
-                self._selector.unregister(handle.pidfd)
-            os.close(handle.pidfd)
+        # Whatever the test left running in the clone's group goes with it.
+        _killpg(clone.pid)
+        del self.running[clone.pid]
+        self._exiting[clone.pid] = clone
+        ended.append(clone)
+
+    def _has(self, fd: int) -> bool:
+        try:
+            self._selector.get_key(fd)
+        except KeyError:
+            return False
+        return True
 
     def _enforce_deadline(self, clone: Running, now: float) -> None:
         deadline = clone.deadline
@@ -218,6 +225,15 @@ class Scheduler:
         if now >= clone.kill_at or quiet:
             _killpg(clone.pid)
             clone.kill_at = now + _DUMP_GRACE
+
+
+def _pipes(handle: ForkedClone) -> tuple[tuple[int, Any], ...]:
+    return (
+        (handle.channel, "channel"),
+        (handle.stdout, 1),
+        (handle.stderr, 2),
+        (handle.diag, "diag"),
+    )
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -80,11 +80,13 @@ def _send(fd: int, kind: wire.Kind, payload: object) -> None:
     os.write(fd, wire.encode(kind, payload))
 
 
-def test_messages_and_exit_status_are_collected(scheduler: Scheduler) -> None:
+def test_a_clone_ends_at_its_last_message_without_waiting_for_exit(
+    scheduler: Scheduler,
+) -> None:
     def body(fds: _Fds) -> None:
         _send(fds["channel"], wire.Kind.REPORT, {"when": "setup"})
         _send(fds["channel"], wire.Kind.DONE, {})
-        os._exit(5)
+        time.sleep(60)
 
     scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
     [clone] = _run_until_ended(scheduler)
@@ -93,8 +95,23 @@ def test_messages_and_exit_status_are_collected(scheduler: Scheduler) -> None:
         (wire.Kind.REPORT, {"when": "setup"}),
         (wire.Kind.DONE, {}),
     ]
-    assert os.waitstatus_to_exitcode(clone.status or 0) == 5
     assert clone.wire_error is None
+    scheduler.kill_all()
+    assert os.WTERMSIG(clone.status or 0) == signal.SIGKILL
+
+
+def test_a_clone_that_exits_without_a_last_message_gives_its_status(
+    scheduler: Scheduler,
+) -> None:
+    def body(fds: _Fds) -> None:
+        _send(fds["channel"], wire.Kind.REPORT, {"when": "setup"})
+        os._exit(5)
+
+    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    [clone] = _run_until_ended(scheduler)
+
+    assert clone.messages == [(wire.Kind.REPORT, {"when": "setup"})]
+    assert os.waitstatus_to_exitcode(clone.status or 0) == 5
 
 
 def test_a_killed_clone_reports_its_signal(scheduler: Scheduler) -> None:
