@@ -24,8 +24,8 @@ class ThreadWatch:
     def __init__(self) -> None:
         self._warned = False
 
-    def check(self) -> None:
-        """Warn if threads other than the calling one are alive."""
+    def check(self, item: pytest.Item) -> None:
+        """Warn, at ``item``, if threads other than the calling one are alive."""
         if self._warned or threading.active_count() == 1:
             return
         current = threading.current_thread()
@@ -35,12 +35,15 @@ class ThreadWatch:
         self._warned = True
         # Not issue_config_time_warning: threads usually appear while wide
         # fixtures are set up, long after configure.
-        warnings.warn(
+        lineno = item.location[1]
+        warnings.warn_explicit(
             PytestCowforkWarning(
                 f"the template is forking while {len(names)} other thread(s) "
                 f"run ({', '.join(names)}); clones get none of them and may "
                 "hang on a lock one held. Start threads in function-scoped "
                 "fixtures, or stop them before the first test."
             ),
-            stacklevel=2,
+            category=PytestCowforkWarning,
+            filename=str(item.path),
+            lineno=(lineno or 0) + 1,
         )

@@ -19,14 +19,14 @@ from _pytest.runner import CallInfo, runtestprotocol
 
 from pytest_cowfork import crash, wire
 from pytest_cowfork.fork import CaptureFiles, fork_clone
-from pytest_cowfork.hazards import ThreadWatch
+from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
 from pytest_cowfork.warmup import warm, wide_params, would_tear_down
 
 _When = Literal["setup", "call", "teardown"]
-#: Why an item's cowfork marker is unusable; its setup fails with this.
-misuse_key = pytest.StashKey[str]()
+#: Why an item cannot run in a clone; its setup fails with this.
+refusal_key = pytest.StashKey[str]()
 #: How much captured output of a dead clone's last phase goes in its report.
 _CAPTURE_TAIL = 1 << 20
 
@@ -80,7 +80,7 @@ class Template:
         try:
             choice = choose(item, self.settings)
         except ValueError as exc:
-            item.stash[misuse_key] = str(exc)
+            item.stash[refusal_key] = str(exc)
             choice = None
         try:
             if choice is not None and choice.fork:
@@ -96,8 +96,8 @@ class Template:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Fail an item whose cowfork marker could not be read."""
-        problem = item.stash.get(misuse_key, None)
+        """Fail an item that cannot run in a clone, saying why."""
+        problem = item.stash.get(refusal_key, None)
         if problem is not None:
             pytest.fail(problem, pytrace=False)
 
@@ -137,18 +137,17 @@ class Template:
         except Exception:
             # pytest caches the failure, so the item's own setup raises it
             # again and reports it exactly as it would without cowfork.
-            self._drain()
-            if not live:
-                item.ihook.pytest_runtest_logstart(
-                    nodeid=item.nodeid, location=item.location
-                )
-            runtestprotocol(item, nextitem=nextitem)
-            item.ihook.pytest_runtest_logfinish(
-                nodeid=item.nodeid, location=item.location
-            )
+            self._run_here(item, nextitem, started=live)
+            return
+        try:
+            self._threads.check(item)
+        except PytestCowforkWarning as warning:
+            # This run turns warnings into errors: the item fails its setup.
+            item.stash[refusal_key] = str(warning)
+        if refusal_key in item.stash:
+            self._run_here(item, nextitem, started=live)
             return
         self._forked_params = params
-        self._threads.check()
 
         while not self._free_slots:
             self._poll()
@@ -170,6 +169,18 @@ class Template:
         )
         if job.owns_teardown:
             self._drain()
+
+    def _run_here(
+        self, item: pytest.Item, nextitem: pytest.Item | None, started: bool
+    ) -> None:
+        """Run ``item`` in the template after all, as pytest's runner would."""
+        self._drain()
+        if not started:
+            item.ihook.pytest_runtest_logstart(
+                nodeid=item.nodeid, location=item.location
+            )
+        runtestprotocol(item, nextitem=nextitem)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
     def _drain(self) -> None:
         """Wait for every running clone, then finish the teardown owner."""
