@@ -48,6 +48,9 @@ class CloneFds:
     #: the template can still read what was captured if the clone dies.
     capture_stdout: int
     capture_stderr: int
+    #: A standby clone waits for a byte on this pipe before it runs its
+    #: item, and exits quietly at end of file; None to run at once.
+    go: int | None = None
 
 
 class _Channel:
@@ -85,6 +88,11 @@ def run(
         _redirect(item.config, fds)
         slot = clone_slot
         os.environ[CLONE_ID] = str(clone_slot)
+        if fds.go is not None:
+            if not os.read(fds.go, 1):
+                # The template discarded this standby clone.
+                _exit(0)
+            os.close(fds.go)
         try:
             _run_protocol(item, template_top, channel)
             last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {})

@@ -65,6 +65,23 @@ class ForkedClone:
     #: A descriptor that becomes readable when the clone exits, or None
     #: where the platform has no pidfd.
     pidfd: int | None
+    #: The files that back the clone's captured output.
+    capture: CaptureFiles
+    #: For a standby clone, the write end of the pipe that starts it.
+    go: int | None = None
+
+    def start(self) -> None:
+        """Let a standby clone run its item."""
+        assert self.go is not None
+        os.write(self.go, b"g")
+        os.close(self.go)
+        self.go = None
+
+    def discard(self) -> None:
+        """Make a standby clone exit without running its item."""
+        assert self.go is not None
+        os.close(self.go)
+        self.go = None
 
 
 def fork_clone(
@@ -72,9 +89,15 @@ def fork_clone(
     slot: int,
     template_top: pytest.Collector,
     capture: CaptureFiles,
+    standby: bool = False,
 ) -> ForkedClone:
-    """Fork a clone that runs ``item``; return the template's handle on it."""
+    """Fork a clone that runs ``item``; return the template's handle on it.
+
+    :param standby: the clone prepares, then waits for :meth:`ForkedClone.start`
+        before it runs ``item``, so forking it can overlap another clone's run.
+    """
     pipes = [os.pipe() for _ in range(4)]
+    go_read, go_write = os.pipe() if standby else (None, None)
     capture.reset()
     # Buffered output would otherwise be written once by each process.
     for stream in (sys.stdout, sys.stderr):
@@ -92,6 +115,8 @@ def fork_clone(
         if pid == 0:
             for read_end, _ in pipes:
                 os.close(read_end)
+            if go_write is not None:
+                os.close(go_write)
             channel, stdout, stderr, diag = (write_end for _, write_end in pipes)
             fds = clone.CloneFds(
                 channel=channel,
@@ -100,6 +125,7 @@ def fork_clone(
                 diag=diag,
                 capture_stdout=capture.stdout.fileno(),
                 capture_stderr=capture.stderr.fileno(),
+                go=go_read,
             )
             clone.run(item, slot, template_top, fds, template_pid)
     finally:
@@ -114,6 +140,8 @@ def fork_clone(
     for read_end, write_end in pipes:
         os.close(write_end)
         os.set_blocking(read_end, False)
+    if go_read is not None:
+        os.close(go_read)
     channel, stdout, stderr, diag = (read_end for read_end, _ in pipes)
     return ForkedClone(
         pid=pid,
@@ -123,6 +151,8 @@ def fork_clone(
         stderr=stderr,
         diag=diag,
         pidfd=_open_pidfd(pid),
+        capture=capture,
+        go=go_write,
     )
 
 

@@ -126,6 +126,16 @@ class Scheduler:
             self._enforce_deadline(clone, now)
         return ended
 
+    def abandon(self, handle: ForkedClone) -> None:
+        """Kill a clone that never ran, and reap it when it has exited."""
+        for fd, _ in _pipes(handle):
+            os.close(fd)
+        _killpg(handle.pid)
+        clone = Running(handle=handle, item=None, timeout=None)
+        self._exiting[handle.pid] = clone
+        if handle.pidfd is not None:
+            self._selector.register(handle.pidfd, selectors.EVENT_READ, (clone, "exit"))
+
     def kill_all(self) -> None:
         """Kill every clone not yet reaped, with its process group; reap them."""
         clones = [*self.running.values(), *self._exiting.values()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ import pytest
 from _pytest.runner import CallInfo, runtestprotocol
 
 from pytest_cowfork import crash, wire
-from pytest_cowfork.fork import CaptureFiles, fork_clone
+from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
@@ -66,7 +67,11 @@ class Template:
         self._scheduler = Scheduler(relay=relay_to_terminal)
         self._jobs: dict[int, _Job] = {}
         self._free_slots = list(range(settings.jobs))
-        self._capture_files: dict[int, CaptureFiles] = {}
+        #: Files that back clones' captured output: all, and those free.
+        self._all_capture: list[CaptureFiles] = []
+        self._capture_pool: list[CaptureFiles] = []
+        #: A clone forked ahead for the next item, and that item.
+        self._standby: tuple[pytest.Item, ForkedClone] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
         self._threads = ThreadWatch()
         self._owner: _Job | None = None
@@ -88,8 +93,10 @@ class Template:
                 return True
             # The item runs here, in the template: no clone may still be
             # running from state it could change.
+            self._discard_standby()
             self._drain()
         except BaseException:
+            self._discard_standby()
             self._scheduler.kill_all()
             raise
         return None
@@ -109,10 +116,12 @@ class Template:
         finally:
             # Normally the last item drained every clone; after -x or
             # Ctrl-C, the clones still running are not waited for.
+            self._discard_standby()
             self._scheduler.kill_all()
-            for files in self._capture_files.values():
+            for files in self._all_capture:
                 files.close()
-            self._capture_files.clear()
+            self._all_capture.clear()
+            self._capture_pool.clear()
 
     # The steps of one item's run, in order.
 
@@ -120,45 +129,25 @@ class Template:
         self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
     ) -> None:
         """Run ``item`` in a clone, or here if its template setup failed."""
-        scope = self.settings.scope
-        params = wide_params(item, scope)
-        if params != self._forked_params:
-            self._drain()
         live = self.settings.jobs == 1
         if live:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
             )
-        try:
-            with self._capture("setup", item):
-                template_top = warm(item, scope)
-        except (pytest.exit.Exception, KeyboardInterrupt):
-            raise
-        except Exception:
-            # pytest caches the failure, so the item's own setup raises it
-            # again and reports it exactly as it would without cowfork.
-            self._run_here(item, nextitem, started=live)
-            return
-        try:
-            self._threads.check(item)
-        except PytestCowforkWarning as warning:
-            # This run turns warnings into errors: the item fails its setup.
-            item.stash[refusal_key] = str(warning)
-        if refusal_key in item.stash:
-            self._run_here(item, nextitem, started=live)
-            return
-        self._forked_params = params
-
-        while not self._free_slots:
-            self._poll()
-        slot = min(self._free_slots)
-        self._free_slots.remove(slot)
-        handle = fork_clone(item, slot, template_top, self._capture_for(slot))
+        handle = self._take_standby(item)
+        if handle is not None:
+            handle.start()
+        else:
+            handle = self._fork_for(item, nextitem, started=live)
+            if handle is None:
+                return
         clone = Running(handle=handle, item=item, timeout=timeout)
         job = _Job(item=item, nextitem=nextitem, clone=clone, live=live)
         self._jobs[handle.pid] = job
         self._scheduler.add(clone)
         self.stats.clones += 1
+        if live and nextitem is not None:
+            self._prepare_standby(nextitem)
 
         session = item.session
         job.owns_teardown = (
@@ -170,10 +159,99 @@ class Template:
         if job.owns_teardown:
             self._drain()
 
+    def _fork_for(
+        self, item: pytest.Item, nextitem: pytest.Item | None, started: bool
+    ) -> ForkedClone | None:
+        """Warm the template for ``item`` and fork its clone.
+
+        Return None if the item had to run here instead.
+        """
+        params = wide_params(item, self.settings.scope)
+        if params != self._forked_params:
+            self._drain()
+        template_top = self._warm(item)
+        if template_top is not None:
+            try:
+                self._threads.check(item)
+            except PytestCowforkWarning as warning:
+                # This run turns warnings into errors: the item fails its setup.
+                item.stash[refusal_key] = str(warning)
+        if template_top is None or refusal_key in item.stash:
+            self._run_here(item, nextitem, started)
+            return None
+        self._forked_params = params
+        while not self._free_slots:
+            self._poll()
+        slot = min(self._free_slots)
+        self._free_slots.remove(slot)
+        return fork_clone(item, slot, template_top, self._spare_capture())
+
+    def _warm(self, item: pytest.Item) -> pytest.Collector | None:
+        """Set up ``item``'s share of the template; None if that failed.
+
+        pytest caches the failure, so the item's own setup raises it again
+        when it runs here, and reports it exactly as without cowfork.
+        """
+        try:
+            with self._capture("setup", item):
+                return warm(item, self.settings.scope)
+        except (pytest.exit.Exception, KeyboardInterrupt):
+            raise
+        except Exception:
+            return None
+
+    def _prepare_standby(self, nextitem: pytest.Item) -> None:
+        """Fork ``nextitem``'s clone now, to wait while the current one runs.
+
+        Only when nothing has to be torn down before ``nextitem`` and no
+        thread would make the fork risky; the standby's template state is
+        then exactly what a fork after the current item would copy.
+        """
+        if threading.active_count() > 1:
+            return
+        try:
+            choice = choose(nextitem, self.settings)
+        except ValueError:
+            return
+        if (
+            not choice.fork
+            or would_tear_down(nextitem.session, nextitem)
+            or wide_params(nextitem, self.settings.scope) != self._forked_params
+        ):
+            return
+        template_top = self._warm(nextitem)
+        if template_top is None:
+            return
+        handle = fork_clone(
+            nextitem, 0, template_top, self._spare_capture(), standby=True
+        )
+        self._standby = (nextitem, handle)
+
+    def _take_standby(self, item: pytest.Item) -> ForkedClone | None:
+        """Return the standby clone forked for ``item``, if there is one."""
+        if self._standby is None:
+            return None
+        if self._standby[0] is not item:
+            self._discard_standby()
+            return None
+        handle = self._standby[1]
+        self._standby = None
+        self._free_slots.remove(handle.slot)
+        return handle
+
+    def _discard_standby(self) -> None:
+        if self._standby is not None:
+            handle = self._standby[1]
+            self._standby = None
+            handle.discard()
+            self._scheduler.abandon(handle)
+            self._capture_pool.append(handle.capture)
+
     def _run_here(
         self, item: pytest.Item, nextitem: pytest.Item | None, started: bool
     ) -> None:
         """Run ``item`` in the template after all, as pytest's runner would."""
+        self._discard_standby()
         self._drain()
         if not started:
             item.ihook.pytest_runtest_logstart(
@@ -198,8 +276,11 @@ class Template:
                 self._log(job, final=False)
         for clone in ended:
             job = self._jobs.pop(clone.pid)
-            self._complete(job)
-            self._free_slots.append(clone.handle.slot)
+            try:
+                self._complete(job)
+            finally:
+                self._free_slots.append(clone.handle.slot)
+                self._capture_pool.append(clone.handle.capture)
 
     def _complete(self, job: _Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
@@ -253,7 +334,7 @@ class Template:
             problem=problem,
             stacks=clone.diag.decode("utf-8", "replace"),
         )
-        out, err = self._capture_files[clone.handle.slot].read(_CAPTURE_TAIL)
+        out, err = clone.handle.capture.read(_CAPTURE_TAIL)
         captured = [
             (f"Captured {key} {when}", text)
             for key, text in (("stdout", out), ("stderr", err))
@@ -274,6 +355,7 @@ class Template:
             nextitem = None
         if not would_tear_down(session, nextitem):
             return
+        self._discard_standby()
         before = len(item._report_sections)
         with self._capture("teardown", item):
             call = CallInfo.from_call(
@@ -341,11 +423,12 @@ class Template:
         with capman.item_capture(when, item):
             yield
 
-    def _capture_for(self, slot: int) -> CaptureFiles:
-        files = self._capture_files.get(slot)
-        if files is None:
-            files = self._capture_files[slot] = CaptureFiles.create()
-        return files
+    def _spare_capture(self) -> CaptureFiles:
+        if not self._capture_pool:
+            files = CaptureFiles.create()
+            self._all_capture.append(files)
+            return files
+        return self._capture_pool.pop()
 
 
 def _restore_tuples(data: dict[str, Any]) -> dict[str, Any]:
