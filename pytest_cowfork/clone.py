@@ -16,13 +16,22 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, Literal, NoReturn
 
 import pytest
 from _pytest.capture import EncodedFile, FDCapture
-from _pytest.runner import call_and_report, show_test_item
+from _pytest.runner import (
+    CallInfo,
+    check_interactive_exception,
+    get_reraise_exceptions,
+    show_test_item,
+)
 
 from pytest_cowfork import wire
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 #: The environment variable, and fixture, that tell a test its clone slot.
 CLONE_ID = "CLONE_ID"
@@ -132,16 +141,85 @@ def _run_protocol(
     if hasattr(item, "_request") and not item._request:
         # A rerun (pytest-rerunfailures) of an item whose request was dropped.
         item._initrequest()  # type: ignore[attr-defined]
-    report = call_and_report(item, "setup", log=False)
-    channel.send(wire.Kind.REPORT, _serialize(config, report))
+    ihook = item.ihook
+    inherited = _finalizer_counts(item.session)
+    report = _run_phase(
+        item, "setup", lambda: ihook.pytest_runtest_setup(item=item), channel
+    )
     if report.passed:
+        setup_only = config.getoption("setuponly", False)
         if config.getoption("setupshow", False):
-            show_test_item(item)
-        if not config.getoption("setuponly", False):
-            report = call_and_report(item, "call", log=False)
-            channel.send(wire.Kind.REPORT, _serialize(config, report))
-    report = call_and_report(item, "teardown", log=False, nextitem=template_top)
-    channel.send(wire.Kind.REPORT, _serialize(config, report))
+            _show_test_item(item, add_space=not setup_only)
+        if not setup_only:
+            _run_phase(
+                item, "call", lambda: ihook.pytest_runtest_call(item=item), channel
+            )
+    _run_phase(
+        item, "teardown", lambda: _teardown(item, template_top, inherited), channel
+    )
+
+
+def _run_phase(
+    item: pytest.Item,
+    when: Literal["setup", "call", "teardown"],
+    run: Callable[[], object],
+    channel: _Channel,
+) -> pytest.TestReport:
+    """Run one phase and send its report before any debugger takes over."""
+    call = CallInfo.from_call(
+        run, when=when, reraise=get_reraise_exceptions(item.config)
+    )
+    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(
+        item=item, call=call
+    )
+    # Sent first, so that a debugger quitting the session cannot lose it.
+    channel.send(wire.Kind.REPORT, _serialize(item.config, report))
+    if check_interactive_exception(call, report):
+        item.ihook.pytest_exception_interact(node=item, call=call, report=report)
+    return report
+
+
+def _teardown(
+    item: pytest.Item, template_top: pytest.Collector, inherited: dict[Any, int]
+) -> None:
+    """Tear down what this clone set up, and nothing the template did."""
+    try:
+        item.ihook.pytest_runtest_teardown(item=item, nextitem=template_top)
+    finally:
+        _finish_late_wide_fixtures(item.session, inherited)
+
+
+def _finalizer_counts(session: pytest.Session) -> dict[Any, int]:
+    return {node: len(entry[0]) for node, entry in session._setupstate.stack.items()}
+
+
+def _finish_late_wide_fixtures(
+    session: pytest.Session, inherited: dict[Any, int]
+) -> None:
+    """Run finalizers this clone added to nodes the template owns.
+
+    A wide fixture first requested inside the test (``getfixturevalue``) is
+    set up in the clone; it dies with the clone, so it is torn down here.
+    """
+    errors: list[BaseException] = []
+    for node, (finalizers, _) in reversed(session._setupstate.stack.items()):
+        while len(finalizers) > inherited.get(node, 0):
+            try:
+                finalizers.pop()()
+            except Exception as exc:
+                errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise BaseExceptionGroup("errors while tearing down wide fixtures", errors)
+
+
+def _show_test_item(item: pytest.Item, add_space: bool) -> None:
+    try:
+        show_test_item(item, add_space=add_space)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        # pytest before 9.1 takes no add_space.
+        show_test_item(item)  # type: ignore[call-arg,unused-ignore]
 
 
 def _serialize(config: pytest.Config, report: pytest.TestReport) -> Any:

@@ -83,7 +83,7 @@ def crash_reports(
         lines += ["", "Stacks of the clone's threads at the end:", stacks]
     lines += [
         "",
-        f"To run it without a clone: pytest -p no:cowfork {shlex.quote(item.nodeid)}",
+        f"To run it without a clone: pytest --no-cowfork {shlex.quote(item.nodeid)}",
     ]
     message = "\n".join(lines).rstrip("\n")
     failed = _make_report(item, when, lambda: pytest.fail(message, pytrace=False))

@@ -39,8 +39,11 @@ class CaptureFiles:
         )
 
     def reset(self) -> None:
+        # The offset is shared with the clone that used the files last: a
+        # clone killed between writes would leave it past the new end.
         for file in (self.stdout, self.stderr):
             os.ftruncate(file.fileno(), 0)
+            os.lseek(file.fileno(), 0, os.SEEK_SET)
 
     def read(self, limit: int) -> tuple[str, str]:
         """Return the last ``limit`` bytes of each file, decoded."""

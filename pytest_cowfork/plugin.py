@@ -25,6 +25,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--cowfork", action="store_true", default=None, help=settings.ENABLE_HELP
     )
     group.addoption(
+        "--no-cowfork",
+        dest="cowfork",
+        action="store_false",
+        help=settings.DISABLE_HELP,
+    )
+    group.addoption(
         "--cowfork-jobs",
         dest="cowfork_jobs",
         metavar="N",
@@ -72,7 +78,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if template is None:
         return None
     chosen: settings.Settings = template.settings
-    which = "every test" if chosen.fork_all else "tests marked cowfork"
+    if chosen.disabled:
+        return "cowfork: off (--no-cowfork), every test runs in this process"
+    which = "every test" if chosen.fork_all else "each test marked cowfork"
     timeout = "none" if chosen.timeout is None else f"{chosen.timeout:g} s"
     return (
         f"cowfork: {which} in its own clone (jobs: {chosen.jobs}, "

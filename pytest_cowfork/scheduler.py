@@ -34,6 +34,8 @@ _DUMP_QUIET = 0.1
 _FINAL = frozenset(
     {wire.Kind.DONE, wire.Kind.EXIT, wire.Kind.INTERRUPT, wire.Kind.ERROR}
 )
+#: How long clones get to tear down after Ctrl-C before they are killed.
+_INTERRUPT_GRACE = 5.0
 #: Without pidfds, how often to poll for exits.
 _POLL_INTERVAL = 0.01
 
@@ -101,7 +103,7 @@ class Scheduler:
                 clone.handle.pidfd, selectors.EVENT_READ, (clone, "exit")
             )
 
-    def poll(self) -> list[Running]:
+    def poll(self, limit: float | None = None) -> list[Running]:
         """Wait for the next events; return the clones that ended meanwhile.
 
         A clone has ended when it sent its last message, or when it exited
@@ -110,7 +112,10 @@ class Scheduler:
         space is torn down while the template already runs the next item.
         """
         ended: list[Running] = []
-        for key, _ in self._selector.select(self._next_wakeup(monotonic())):
+        wakeup = self._next_wakeup(monotonic())
+        if limit is not None:
+            wakeup = limit if wakeup is None else min(wakeup, limit)
+        for key, _ in self._selector.select(wakeup):
             clone, what = key.data
             if what == "exit":
                 self._reap(clone, ended)
@@ -135,6 +140,21 @@ class Scheduler:
         self._exiting[handle.pid] = clone
         if handle.pidfd is not None:
             self._selector.register(handle.pidfd, selectors.EVENT_READ, (clone, "exit"))
+
+    def interrupt_all(self, grace: float = _INTERRUPT_GRACE) -> None:
+        """Pass Ctrl-C on to every running clone, then kill what remains.
+
+        A clone that gets SIGINT tears down its own fixtures, as pytest
+        does when interrupted, if it manages to within ``grace`` seconds.
+        """
+        for clone in self.running.values():
+            _killpg(clone.pid, signal.SIGINT)
+        give_up = monotonic() + grace
+        try:
+            while self.running and (left := give_up - monotonic()) > 0:
+                self.poll(limit=left)
+        finally:
+            self.kill_all()
 
     def kill_all(self) -> None:
         """Kill every clone not yet reaped, with its process group; reap them."""
@@ -251,9 +271,9 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _killpg(pgid: int) -> None:
+def _killpg(pgid: int, signum: int = signal.SIGKILL) -> None:
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, signum)
     except OSError as exc:
         # ESRCH: the group is gone. EPERM: macOS refuses a group of zombies.
         if exc.errno not in (errno.ESRCH, errno.EPERM):

@@ -23,6 +23,10 @@ SCOPES = ("session", "package", "module", "class")
 DEFAULT_SCOPE = "class"
 
 ENABLE_HELP = "Run every test in its own copy-on-write clone of this process"
+DISABLE_HELP = (
+    "Run every test in this process, even tests marked cowfork, keeping the "
+    "markers and the clone_id fixture known"
+)
 JOBS_HELP = (
     "How many clones may run at once: a number, or 'auto' for one per CPU (default: 1)"
 )
@@ -49,6 +53,8 @@ class Settings:
 
     #: Fork every test (--cowfork or the ini key), not only marked ones.
     fork_all: bool
+    #: Fork no test at all, marked or not (--no-cowfork).
+    disabled: bool
     jobs: int
     scope: str
     #: Seconds, or None for no limit.
@@ -79,15 +85,15 @@ def parse_jobs(value: str) -> int:
     return jobs
 
 
-def parse_timeout(value: str) -> float | None:
-    """Return seconds (None for no limit) from ``value``; raise on nonsense."""
-    if value.strip().lower() in ("", "none", "0", "0.0"):
-        return None
+def parse_timeout(value: str) -> float:
+    """Return seconds from ``value``, 0 for no limit; raise on nonsense."""
+    if value.strip().lower() in ("", "none"):
+        return 0.0
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    if not seconds > 0 or math.isinf(seconds):
+    if not seconds >= 0 or math.isinf(seconds):
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a timeout: give a number of seconds above 0, "
             "or 0 for no limit"
@@ -106,12 +112,22 @@ def parse_scope(value: str) -> str:
 
 def read_settings(config: pytest.Config) -> Settings:
     """Return the run's settings; raise UsageError naming any bad value."""
-    fork_all = bool(config.getoption("cowfork") or config.getini("cowfork"))
+    enabled: bool | None = config.getoption("cowfork")
+    if enabled is None:
+        try:
+            enabled = bool(config.getini("cowfork"))
+        # pytest 9.2 wraps the ValueError of older versions in a UsageError.
+        except (ValueError, pytest.UsageError) as exc:
+            raise pytest.UsageError(
+                f"ini option cowfork: {exc}; write true or false"
+            ) from None
+    timeout = _option_or_ini(config, "cowfork_timeout", parse_timeout, 0.0)
     return Settings(
-        fork_all=fork_all,
+        fork_all=enabled,
+        disabled=config.getoption("cowfork") is False,
         jobs=_option_or_ini(config, "cowfork_jobs", parse_jobs, 1),
         scope=_option_or_ini(config, "cowfork_scope", parse_scope, DEFAULT_SCOPE),
-        timeout=_option_or_ini(config, "cowfork_timeout", parse_timeout, None),
+        timeout=timeout or None,
     )
 
 
@@ -121,7 +137,7 @@ def choose(item: pytest.Item, settings: Settings) -> ItemChoice:
     :raises ValueError: the cowfork marker is used wrongly; the message
         says how to write it.
     """
-    if item.get_closest_marker("no_cowfork") is not None:
+    if settings.disabled or item.get_closest_marker("no_cowfork") is not None:
         return ItemChoice(fork=False, timeout=None)
     marker = item.get_closest_marker("cowfork")
     if marker is None:

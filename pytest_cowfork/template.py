@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
+from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
 from pytest_cowfork import crash, wire
@@ -23,7 +24,13 @@ from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
-from pytest_cowfork.warmup import warm, wide_params, would_tear_down
+from pytest_cowfork.warmup import (
+    is_warm,
+    warm,
+    wide_params,
+    would_skip,
+    would_tear_down,
+)
 
 _When = Literal["setup", "call", "teardown"]
 #: Why an item cannot run in a clone; its setup fails with this.
@@ -88,13 +95,17 @@ class Template:
             item.stash[refusal_key] = str(exc)
             choice = None
         try:
-            if choice is not None and choice.fork:
+            if choice is not None and choice.fork and not would_skip(item):
                 self._run_in_clone(item, nextitem, choice.timeout)
                 return True
             # The item runs here, in the template: no clone may still be
             # running from state it could change.
             self._discard_standby()
             self._drain()
+        except KeyboardInterrupt:
+            self._discard_standby()
+            self._scheduler.interrupt_all()
+            raise
         except BaseException:
             self._discard_standby()
             self._scheduler.kill_all()
@@ -169,6 +180,13 @@ class Template:
         params = wide_params(item, self.settings.scope)
         if params != self._forked_params:
             self._drain()
+        while not self._free_slots:
+            self._poll()
+        session = item.session
+        if session.shouldfail or session.shouldstop:
+            # A clone that ended while this item waited stopped the run
+            # (-x, --maxfail): like pytest, set up and run nothing more.
+            return None
         template_top = self._warm(item)
         if template_top is not None:
             try:
@@ -180,8 +198,6 @@ class Template:
             self._run_here(item, nextitem, started)
             return None
         self._forked_params = params
-        while not self._free_slots:
-            self._poll()
         slot = min(self._free_slots)
         self._free_slots.remove(slot)
         return fork_clone(item, slot, template_top, self._spare_capture())
@@ -197,15 +213,15 @@ class Template:
                 return warm(item, self.settings.scope)
         except (pytest.exit.Exception, KeyboardInterrupt):
             raise
-        except Exception:
+        except (Exception, OutcomeException):
             return None
 
     def _prepare_standby(self, nextitem: pytest.Item) -> None:
         """Fork ``nextitem``'s clone now, to wait while the current one runs.
 
-        Only when nothing has to be torn down before ``nextitem`` and no
-        thread would make the fork risky; the standby's template state is
-        then exactly what a fork after the current item would copy.
+        Only when the template already holds all ``nextitem`` needs, so
+        nothing runs here earlier than it would without a standby, and no
+        thread would make the fork risky.
         """
         if threading.active_count() > 1:
             return
@@ -213,17 +229,22 @@ class Template:
             choice = choose(nextitem, self.settings)
         except ValueError:
             return
+        scope = self.settings.scope
         if (
             not choice.fork
+            or would_skip(nextitem)
             or would_tear_down(nextitem.session, nextitem)
-            or wide_params(nextitem, self.settings.scope) != self._forked_params
+            or wide_params(nextitem, scope) != self._forked_params
+            or not is_warm(nextitem, scope)
         ):
             return
-        template_top = self._warm(nextitem)
-        if template_top is None:
-            return
+        template_top = list(nextitem.session._setupstate.stack)[-1]
         handle = fork_clone(
-            nextitem, 0, template_top, self._spare_capture(), standby=True
+            nextitem,
+            0,
+            template_top,  # type: ignore[arg-type]
+            self._spare_capture(),
+            standby=True,
         )
         self._standby = (nextitem, handle)
 

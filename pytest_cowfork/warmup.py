@@ -8,10 +8,13 @@ give it, so fixtures run exactly as often as without cowfork.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from _pytest.python import Class, Package
+from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 #: Fixture scopes, narrowest first, as pytest names them.
 _RANK = {"function": 0, "class": 1, "module": 2, "package": 3, "session": 4}
@@ -46,9 +49,23 @@ def warm(item: pytest.Item, scope: str) -> pytest.Collector:
     if hasattr(item, "_request"):
         if not item._request:
             item._initrequest()  # type: ignore[attr-defined]
-        for name in _wide_fixture_names(item, scope):
-            item._request.getfixturevalue(name)
+        with _serving(setupstate, item):
+            for name in wide_fixture_names(item, scope):
+                item._request.getfixturevalue(name)
     return list(setupstate.stack)[-1]  # type: ignore[return-value]
+
+
+def is_warm(item: pytest.Item, scope: str) -> bool:
+    """Return True if :func:`warm` would set nothing up for ``item``."""
+    stack = item.session._setupstate.stack
+    if len(stack) < len(template_node(item, scope).listchain()):
+        return False
+    info: Any = getattr(item, "_fixtureinfo", None)
+    for name in wide_fixture_names(item, scope):
+        cached = info.name2fixturedefs[name][-1].cached_result
+        if cached is None or cached[2] is not None:
+            return False
+    return True
 
 
 def wide_params(item: pytest.Item, scope: str) -> tuple[tuple[str, int], ...]:
@@ -60,8 +77,28 @@ def wide_params(item: pytest.Item, scope: str) -> tuple[tuple[str, int], ...]:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return ()
-    wide = set(_wide_fixture_names(item, scope))
+    wide = set(wide_fixture_names(item, scope))
     return tuple(sorted((k, v) for k, v in callspec.indices.items() if k in wide))
+
+
+def would_skip(item: pytest.Item) -> bool:
+    """Return True if ``item``'s marks skip it before any setup.
+
+    Such an item runs in the template: pytest skips it without setting up
+    a fixture, and a clone would change nothing but the cost.
+    """
+    try:
+        if evaluate_skip_marks(item) is not None:
+            return True
+        xfailed = evaluate_xfail_marks(item)
+    except Exception:
+        # A broken condition: pytest reports it from the item's own setup.
+        return True
+    return (
+        xfailed is not None
+        and not xfailed.run
+        and not item.config.getoption("runxfail", False)
+    )
 
 
 def would_tear_down(session: pytest.Session, nextitem: pytest.Item | None) -> bool:
@@ -71,7 +108,27 @@ def would_tear_down(session: pytest.Session, nextitem: pytest.Item | None) -> bo
     return stack != needed[: len(stack)]
 
 
-def _wide_fixture_names(item: pytest.Item, scope: str) -> list[str]:
+@contextlib.contextmanager
+def _serving(setupstate: Any, item: pytest.Item) -> Iterator[None]:
+    """Let pytest serve ``item``'s wide fixtures before the item is set up.
+
+    pytest 9.1+ treats a fixture request from an item that is not on the
+    setup stack as a request during teardown. The item stands on the stack
+    while its wide fixtures are set up, and leaves it before the fork; the
+    clone then sets it up for real.
+    """
+    if item in setupstate.stack:
+        yield
+        return
+    setupstate.stack[item] = ([], None)
+    try:
+        yield
+    finally:
+        setupstate.stack.pop(item)
+
+
+def wide_fixture_names(item: pytest.Item, scope: str) -> list[str]:
+    """Return the fixtures of ``item`` the template sets up, in setup order."""
     info: Any = getattr(item, "_fixtureinfo", None)
     if info is None:
         return []

@@ -17,13 +17,15 @@ import pytest
 
 from pytest_cowfork import wire
 from pytest_cowfork.clone import DUMP_SIGNAL
-from pytest_cowfork.fork import ForkedClone
+from pytest_cowfork.fork import CaptureFiles, ForkedClone
 from pytest_cowfork.scheduler import Running, Scheduler
 from tests.conftest import needs_fork
 
 pytestmark = needs_fork
 
 _Fds = dict[str, int]
+#: The event loop never touches a clone's capture files; one pair serves all.
+_CAPTURE = CaptureFiles.create()
 
 
 def _fork(body: Callable[[_Fds], None]) -> ForkedClone:
@@ -43,6 +45,7 @@ def _fork(body: Callable[[_Fds], None]) -> ForkedClone:
         pid=pid,
         slot=0,
         pidfd=os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None,
+        capture=_CAPTURE,
         **{name: read for name, (read, _) in pipes.items()},
     )
 

@@ -26,9 +26,11 @@ def test_jobs_rejects_nonsense_naming_the_value(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("2", 2.0), ("0.5", 0.5), ("0", None), ("none", None), ("", None)],
+    [("2", 2.0), ("0.5", 0.5), ("0", 0.0), ("0.00", 0.0), ("none", 0.0), ("", 0.0)],
 )
-def test_timeout_reads_seconds_or_no_limit(value: str, expected: float | None) -> None:
+def test_timeout_reads_seconds_or_zero_for_no_limit(
+    value: str, expected: float
+) -> None:
     assert settings.parse_timeout(value) == expected
 
 
@@ -113,8 +115,12 @@ class _Item:
         return self._marks.get(name)
 
 
-_ALL = settings.Settings(fork_all=True, jobs=1, scope="class", timeout=5.0)
-_MARKED = settings.Settings(fork_all=False, jobs=1, scope="class", timeout=None)
+_ALL = settings.Settings(
+    fork_all=True, disabled=False, jobs=1, scope="class", timeout=5.0
+)
+_MARKED = settings.Settings(
+    fork_all=False, disabled=False, jobs=1, scope="class", timeout=None
+)
 
 
 def test_unmarked_items_fork_only_when_every_test_does() -> None:
