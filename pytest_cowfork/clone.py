@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
@@ -102,15 +103,23 @@ def run(
                 # The template discarded this standby clone.
                 _exit(0)
             os.close(fds.go)
-        try:
-            _run_protocol(item, template_top, channel)
-            last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {})
-        except pytest.exit.Exception as exc:
-            _quiet_teardown(item, template_top)
-            last = (wire.Kind.EXIT, {"msg": str(exc.msg), "returncode": exc.returncode})
-        except KeyboardInterrupt as exc:
-            _quiet_teardown(item, template_top)
-            last = (wire.Kind.INTERRUPT, {"msg": str(exc)})
+        # Caught here, inside the filters pytest set for the item, so that
+        # -W error still turns a warning into a failure in the clone.
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                _run_protocol(item, template_top, channel)
+                last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {})
+            except pytest.exit.Exception as exc:
+                _quiet_teardown(item, template_top)
+                last = (
+                    wire.Kind.EXIT,
+                    {"msg": str(exc.msg), "returncode": exc.returncode},
+                )
+            except KeyboardInterrupt as exc:
+                _quiet_teardown(item, template_top)
+                last = (wire.Kind.INTERRUPT, {"msg": str(exc)})
+        for warning in caught:
+            channel.send(wire.Kind.WARNING, _warning_payload(warning))
         # The template kills the clone as soon as the last message arrives.
         _flush_stdio()
         channel.send(*last)
@@ -121,6 +130,16 @@ def run(
             channel.send(wire.Kind.ERROR, {"traceback": traceback.format_exc()})
     finally:
         _exit(status)
+
+
+def _warning_payload(warning: warnings.WarningMessage) -> dict[str, Any]:
+    category = warning.category
+    return {
+        "message": str(warning.message),
+        "category": f"{category.__module__}:{category.__qualname__}",
+        "filename": str(warning.filename),
+        "lineno": warning.lineno,
+    }
 
 
 def _flush_stdio() -> None:

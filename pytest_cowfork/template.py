@@ -13,15 +13,14 @@ import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterator
-from typing import Any, Literal
 
 import pytest
 from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
-from pytest_cowfork import crash, wire
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
+from pytest_cowfork.outcome import Job
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
 from pytest_cowfork.warmup import (
@@ -32,11 +31,8 @@ from pytest_cowfork.warmup import (
     would_tear_down,
 )
 
-_When = Literal["setup", "call", "teardown"]
 #: Why an item cannot run in a clone; its setup fails with this.
 refusal_key = pytest.StashKey[str]()
-#: How much captured output of a dead clone's last phase goes in its report.
-_CAPTURE_TAIL = 1 << 20
 
 
 @dataclasses.dataclass
@@ -48,23 +44,6 @@ class Stats:
     timed_out: int = 0
 
 
-@dataclasses.dataclass
-class _Job:
-    """One item running in a clone, and what the template has logged of it."""
-
-    item: pytest.Item
-    nextitem: pytest.Item | None
-    clone: Running
-    #: Log reports as they arrive (one job at a time) or all at the end.
-    live: bool
-    #: This item's teardown also tears down template state; the template
-    #: does that after every clone forked from that state has ended.
-    owns_teardown: bool = False
-    reports: list[pytest.TestReport] = dataclasses.field(default_factory=list)
-    decoded: int = 0
-    logged: int = 0
-
-
 class Template:
     """The plugin object that forks clones and reports for them."""
 
@@ -72,7 +51,7 @@ class Template:
         self._config = config
         self.settings = settings
         self._scheduler = Scheduler(relay=relay_to_terminal)
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: dict[int, Job] = {}
         self._free_slots = list(range(settings.jobs))
         #: Files that back clones' captured output: all, and those free.
         self._all_capture: list[CaptureFiles] = []
@@ -81,7 +60,7 @@ class Template:
         self._standby: tuple[pytest.Item, ForkedClone] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
         self._threads = ThreadWatch()
-        self._owner: _Job | None = None
+        self._owner: Job | None = None
         self.stats = Stats()
 
     @pytest.hookimpl(tryfirst=True)
@@ -153,7 +132,7 @@ class Template:
             if handle is None:
                 return
         clone = Running(handle=handle, item=item, timeout=timeout)
-        job = _Job(item=item, nextitem=nextitem, clone=clone, live=live)
+        job = Job(item=item, nextitem=nextitem, clone=clone, live=live)
         self._jobs[handle.pid] = job
         self._scheduler.add(clone)
         self.stats.clones += 1
@@ -303,70 +282,24 @@ class Template:
                 self._free_slots.append(clone.handle.slot)
                 self._capture_pool.append(clone.handle.capture)
 
-    def _complete(self, job: _Job) -> None:
+    def _complete(self, job: Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
-        self._decode(job)
-        clone = job.clone
-        kinds = {kind for kind, _ in clone.messages}
-        stop: BaseException | None = None
-        for kind, payload in clone.messages:
-            if kind is wire.Kind.EXIT:
-                stop = pytest.exit.Exception(payload["msg"], payload["returncode"])
-            elif kind is wire.Kind.INTERRUPT:
-                stop = KeyboardInterrupt(payload["msg"])
-        missing = self._missing_phase(job)
-        if stop is None and missing is not None:
-            self._record_crash(job, missing, done=wire.Kind.DONE in kinds)
+        job.decode()
+        stop = job.stop_request()
         if stop is not None:
             self._log(job, final=True, finish=False)
             raise stop
+        missing = job.missing_phase()
+        if missing is not None:
+            ending = job.add_crash_reports(missing)
+            self.stats.crashed += ending.timeout is None
+            self.stats.timed_out += ending.timeout is not None
         if job.owns_teardown:
             self._owner = job
         else:
             self._log(job, final=True)
 
-    def _missing_phase(self, job: _Job) -> _When | None:
-        """Return the first phase the clone did not report, or None."""
-        whens = [report.when for report in job.reports]
-        if "setup" not in whens:
-            return "setup"
-        setup = job.reports[whens.index("setup")]
-        wants_call = setup.passed and not self._config.getoption("setuponly", False)
-        if wants_call and "call" not in whens:
-            return "call"
-        if "teardown" not in whens:
-            return "teardown"
-        return None
-
-    def _record_crash(self, job: _Job, when: _When, done: bool) -> None:
-        clone = job.clone
-        problem = clone.wire_error
-        for kind, payload in clone.messages:
-            if kind is wire.Kind.ERROR:
-                problem = "cowfork failed inside the clone:\n" + payload["traceback"]
-        if done and problem is None:
-            problem = "it reported done without reporting this phase"
-        ending = crash.Ending(
-            pid=clone.pid,
-            slot=clone.handle.slot,
-            status=clone.status or 0,
-            wall_time=clone.wall_time,
-            timeout=clone.timeout if clone.timed_out else None,
-            problem=problem,
-            stacks=clone.diag.decode("utf-8", "replace"),
-        )
-        out, err = clone.handle.capture.read(_CAPTURE_TAIL)
-        captured = [
-            (f"Captured {key} {when}", text)
-            for key, text in (("stdout", out), ("stderr", err))
-            if text
-        ]
-        earlier = job.reports[-1].sections if job.reports else None
-        job.reports += crash.crash_reports(job.item, when, ending, earlier, captured)
-        self.stats.crashed += ending.timeout is None
-        self.stats.timed_out += ending.timeout is not None
-
-    def _tear_down_wide(self, job: _Job) -> None:
+    def _tear_down_wide(self, job: Job) -> None:
         """Tear down the template state ``job``'s item was the last to use."""
         item, session = job.item, job.item.session
         nextitem = job.nextitem
@@ -402,22 +335,9 @@ class Template:
         else:
             report.sections.append(("template teardown error", str(failed.longrepr)))
 
-    def _decode(self, job: _Job) -> None:
-        """Turn newly arrived report messages into TestReports."""
-        messages = job.clone.messages
-        hook = self._config.hook
-        for kind, payload in messages[job.decoded :]:
-            if kind is wire.Kind.REPORT:
-                job.reports.append(
-                    hook.pytest_report_from_serializable(
-                        config=self._config, data=_restore_tuples(payload)
-                    )
-                )
-        job.decoded = len(messages)
-
-    def _log(self, job: _Job, final: bool, finish: bool = True) -> None:
+    def _log(self, job: Job, final: bool, finish: bool = True) -> None:
         """Log the reports not logged yet; the teardown one only if final."""
-        self._decode(job)
+        job.decode()
         item = job.item
         if job.logged == 0 and not job.live and job.reports:
             item.ihook.pytest_runtest_logstart(
@@ -433,6 +353,7 @@ class Template:
             item.ihook.pytest_runtest_logfinish(
                 nodeid=item.nodeid, location=item.location
             )
+            job.record_warnings()
 
     @contextlib.contextmanager
     def _capture(self, when: str, item: pytest.Item) -> Iterator[None]:
@@ -450,19 +371,3 @@ class Template:
             self._all_capture.append(files)
             return files
         return self._capture_pool.pop()
-
-
-def _restore_tuples(data: dict[str, Any]) -> dict[str, Any]:
-    """Give back the tuples JSON turned into lists where pytest checks for them.
-
-    A skip's ``longrepr`` must be a (path, lineno, message) tuple for the
-    terminal's folded summary; ``location``, ``sections`` and
-    ``user_properties`` are documented as tuples.
-    """
-    for name in ("longrepr", "location"):
-        if isinstance(data.get(name), list):
-            data[name] = tuple(data[name])
-    for name in ("user_properties", "sections"):
-        if isinstance(data.get(name), list):
-            data[name] = [tuple(pair) for pair in data[name]]
-    return data

@@ -41,6 +41,9 @@ class Kind(enum.IntEnum):
     INTERRUPT = 4
     #: The clone's own machinery failed: ``{"traceback": str}``.
     ERROR = 5
+    #: A warning the test raised: ``{"message", "category", "filename",
+    #: "lineno"}``, the category as ``module:qualname``.
+    WARNING = 6
 
 
 class WireError(Exception):
