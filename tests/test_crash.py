@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 from conftest import INNER_TIMEOUT, needs_fork
+
+from pytest_cowfork import crash
 
 pytestmark = needs_fork
 
@@ -277,3 +282,71 @@ def test_summary_counts_clones_crashes_and_timeouts(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("--cowfork", timeout=INNER_TIMEOUT)
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["cowfork: 3 clones ran, 1 crashed, 1 timed out"])
+
+
+# The message builders alone, without forking.
+
+
+def _ending(status: int, **kwargs: object) -> crash.Ending:
+    return crash.Ending(pid=4242, slot=0, status=status, wall_time=0.1, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_signal_is_named_with_its_number() -> None:
+    status = signal.SIGSEGV  # a wait status for "killed by SIGSEGV"
+
+    text = crash.describe(_ending(status), "call")
+
+    assert text == (
+        "the clone running this test (pid 4242) was killed by signal "
+        "SIGSEGV (11) during call"
+    )
+
+
+def test_sigkill_mentions_the_out_of_memory_killer() -> None:
+    text = crash.describe(_ending(signal.SIGKILL), "setup")
+
+    assert "SIGKILL (9) during setup (the kernel's out-of-memory killer" in text
+
+
+def test_an_exit_status_is_given_as_the_code() -> None:
+    text = crash.describe(_ending(3 << 8), "teardown")
+
+    assert "exited with status 3 during teardown before reporting" in text
+
+
+def test_a_timeout_names_the_limit_and_where_it_is_set() -> None:
+    text = crash.describe(_ending(signal.SIGKILL, timeout=1.5), "call")
+
+    assert "timed out after 1.5 s during call and was killed" in text
+    assert "--cowfork-timeout" in text
+
+
+def test_a_problem_on_the_channel_is_given_as_is() -> None:
+    text = crash.describe(_ending(0, problem="unknown message kind 99"), "call")
+
+    assert text.endswith("failed during call: unknown message kind 99")
+
+
+def test_stacks_are_cut_at_the_first_frame_of_cowfork() -> None:
+    package = os.path.dirname(crash.__file__)
+    dump = "\n".join(
+        [
+            "Current thread 0x01 (most recent call first):",
+            '  File "/tests/test_x.py", line 3 in test_hang',
+            f'  File "{package}/clone.py", line 9 in run',
+            f'  File "{package}/fork.py", line 5 in fork_clone',
+            '  File "/pytest/main.py", line 1 in main',
+            "",
+            "Thread 0x02 (most recent call first):",
+            '  File "/threading.py", line 7 in wait',
+        ]
+    )
+
+    assert crash.trim_stacks(dump).splitlines() == [
+        "Current thread 0x01 (most recent call first):",
+        '  File "/tests/test_x.py", line 3 in test_hang',
+        "  (then the template's frames, from before the fork)",
+        "",
+        "Thread 0x02 (most recent call first):",
+        '  File "/threading.py", line 7 in wait',
+    ]

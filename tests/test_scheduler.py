@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import needs_fork
 
 from pytest_cowfork import wire
 from pytest_cowfork.clone import DUMP_SIGNAL
 from pytest_cowfork.fork import CaptureFiles, ForkedClone
 from pytest_cowfork.scheduler import Running, Scheduler
-from tests.conftest import needs_fork
 
 pytestmark = needs_fork
 
