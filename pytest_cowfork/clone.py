@@ -22,12 +22,7 @@ from typing import Any, Literal, NoReturn
 
 import pytest
 from _pytest.capture import EncodedFile, FDCapture
-from _pytest.runner import (
-    CallInfo,
-    check_interactive_exception,
-    get_reraise_exceptions,
-    show_test_item,
-)
+from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
 from pytest_cowfork import wire
 
@@ -185,9 +180,7 @@ def _run_phase(
     channel: _Channel,
 ) -> pytest.TestReport:
     """Run one phase and send its report before any debugger takes over."""
-    call = CallInfo.from_call(
-        run, when=when, reraise=get_reraise_exceptions(item.config)
-    )
+    call = CallInfo.from_call(run, when=when, reraise=_reraised(item.config))
     report: pytest.TestReport = item.ihook.pytest_runtest_makereport(
         item=item, call=call
     )
@@ -196,6 +189,14 @@ def _run_phase(
     if check_interactive_exception(call, report):
         item.ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report
+
+
+def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
+    """Return the exceptions that end the session instead of failing a test."""
+    if config.getoption("usepdb", False):
+        # The debugger handles Ctrl-C itself.
+        return (pytest.exit.Exception,)
+    return (pytest.exit.Exception, KeyboardInterrupt)
 
 
 def _teardown(

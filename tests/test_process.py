@@ -4,41 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import INNER_TIMEOUT, needs_fork
+from conftest import INNER_TIMEOUT, interrupt_when, is_gone, needs_fork, wait_until_gone
 
 pytestmark = needs_fork
-
-
-def is_gone(pid: int) -> bool:
-    """Return True if ``pid`` no longer runs (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def wait_until_gone(pid: int, within: float = 10.0) -> bool:
-    """Return True once ``pid`` is gone; False if it outlives ``within`` s.
-
-    A killed process needs a moment to be reaped by whoever inherited it.
-    """
-    deadline = time.monotonic() + within
-    while not is_gone(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture
@@ -105,29 +76,17 @@ def test_ctrl_c_interrupts_the_run_and_kills_every_clone(
             pass
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--cowfork", "--cowfork-jobs=2"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        started = [pytester.path / "1.pids", pytester.path / "2.pids"]
-        deadline = time.monotonic() + INNER_TIMEOUT
-        while not all(path.exists() for path in started):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the clones never started"
-            time.sleep(0.05)
-        pids = [pid for path in started for pid in read_pids(path)]
+    started = [pytester.path / "1.pids", pytester.path / "2.pids"]
+    pids: list[int] = []
+
+    def remember_pids() -> None:
+        pids.extend(pid for path in started for pid in read_pids(path))
         pids_to_kill.extend(pids)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=INNER_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+
+    returncode, output = interrupt_when(
+        pytester, started, ["--cowfork", "--cowfork-jobs=2"], remember_pids
+    )
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
     assert "test_never_runs" not in output
     assert [pid for pid in pids if not wait_until_gone(pid)] == []

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_fork
+from conftest import needs_fork, wait_until_gone
 
 from pytest_cowfork import wire
 from pytest_cowfork.clone import DUMP_SIGNAL
@@ -220,10 +220,7 @@ def test_what_a_clone_left_running_in_its_group_is_killed(
 
     grandchild = int(pid_file.read_text())
     # Orphaned, it was re-parented to init, which reaps it once killed.
-    give_up = time.monotonic() + 10
-    while _alive(grandchild) and time.monotonic() < give_up:
-        time.sleep(0.01)
-    assert not _alive(grandchild)
+    assert wait_until_gone(grandchild)
 
 
 def test_several_clones_are_watched_at_once(scheduler: Scheduler) -> None:
@@ -237,16 +234,3 @@ def test_several_clones_are_watched_at_once(scheduler: Scheduler) -> None:
 
     assert sorted(clone.pid for clone in ended) == sorted(h.pid for h in handles)
     assert all(clone.messages[0][1]["pid"] == clone.pid for clone in ended)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers; read its state.
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from conftest import INNER_TIMEOUT, needs_fork
+from conftest import INNER_TIMEOUT, interrupt_when, needs_fork
 
 pytestmark = needs_fork
+
+
+#: A session fixture that keeps a thread running in the template.
+POLLER = """
+    import threading
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def poller():
+        stop = threading.Event()
+        thread = threading.Thread(target=stop.wait, name="poller-thread")
+        thread.start()
+        yield
+        stop.set()
+        thread.join()
+"""
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -138,25 +150,14 @@ def test_threads_in_the_template_are_named_in_a_warning(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(
-        """
-        import threading
-        import pytest
+        POLLER
+        + """
+    def test_one(poller):
+        pass
 
-        @pytest.fixture(scope="session")
-        def poller():
-            stop = threading.Event()
-            thread = threading.Thread(target=stop.wait, name="poller-thread")
-            thread.start()
-            yield
-            stop.set()
-            thread.join()
-
-        def test_one(poller):
-            pass
-
-        def test_two(poller):
-            pass
-        """
+    def test_two(poller):
+        pass
+    """
     )
 
     result = run(pytester, "--cowfork")
@@ -174,22 +175,11 @@ def test_a_thread_warning_turned_error_fails_the_test_it_would_fork(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(
-        """
-        import threading
-        import pytest
-
-        @pytest.fixture(scope="session")
-        def poller():
-            stop = threading.Event()
-            thread = threading.Thread(target=stop.wait, name="poller-thread")
-            thread.start()
-            yield
-            stop.set()
-            thread.join()
-
-        def test_one(poller):
-            pass
-        """
+        POLLER
+        + """
+    def test_one(poller):
+        pass
+    """
     )
 
     result = run(
@@ -233,27 +223,11 @@ def test_ctrl_c_lets_running_clones_tear_down(pytester: pytest.Pytester) -> None
             time.sleep(60)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--cowfork"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    returncode, output = interrupt_when(
+        pytester, [pytester.path / "started"], ["--cowfork"]
     )
-    try:
-        deadline = time.monotonic() + INNER_TIMEOUT
-        while not (pytester.path / "started").exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the clone never started"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=INNER_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert (pytester.path / "torn-down").exists(), output
 
 
