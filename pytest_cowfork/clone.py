@@ -223,15 +223,28 @@ def _finish_late_wide_fixtures(
     """
     errors: list[BaseException] = []
     for node, (finalizers, _) in reversed(session._setupstate.stack.items()):
-        while len(finalizers) > inherited.get(node, 0):
+        count = inherited.get(node, 0)
+        # pytest before 8.1 registers a fixture's finish again each time a
+        # test requests it; those belong to fixtures the template set up.
+        template_owned = {_finalizer_owner(fin) for fin in finalizers[:count]}
+        while len(finalizers) > count:
+            finalizer = finalizers.pop()
+            if _finalizer_owner(finalizer) in template_owned:
+                continue
             try:
-                finalizers.pop()()
+                finalizer()
             except Exception as exc:
                 errors.append(exc)
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise BaseExceptionGroup("errors while tearing down wide fixtures", errors)
+
+
+def _finalizer_owner(finalizer: Callable[[], object]) -> object:
+    """Return the FixtureDef a fixture's finalizer finishes, or the finalizer."""
+    method = getattr(finalizer, "func", None)
+    return getattr(method, "__self__", finalizer)
 
 
 def _show_test_item(item: pytest.Item, add_space: bool) -> None:

@@ -193,6 +193,9 @@ class Template:
         except (pytest.exit.Exception, KeyboardInterrupt):
             raise
         except (Exception, OutcomeException):
+            if hasattr(item, "_initrequest"):
+                # pytest 8.0 leaves the request unusable after a failure.
+                item._initrequest()
             return None
 
     def _prepare_standby(self, nextitem: pytest.Item) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from _pytest.python import Class, Package
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+from _pytest.unittest import TestCaseFunction
 
 #: Fixture scopes, narrowest first, as pytest names them.
 _RANK = {"function": 0, "class": 1, "module": 2, "package": 3, "session": 4}
@@ -49,6 +50,7 @@ def warm(item: pytest.Item, scope: str) -> pytest.Collector:
     if hasattr(item, "_request"):
         if not item._request:
             item._initrequest()  # type: ignore[attr-defined]
+        _make_test_case(item)
         with _serving(setupstate, item):
             for name in wide_fixture_names(item, scope):
                 item._request.getfixturevalue(name)
@@ -106,6 +108,17 @@ def would_tear_down(session: pytest.Session, nextitem: pytest.Item | None) -> bo
     stack = list(session._setupstate.stack)
     needed = nextitem.listchain() if nextitem is not None else []
     return stack != needed[: len(stack)]
+
+
+def _make_test_case(item: pytest.Item) -> None:
+    """Create a unittest item's TestCase, which its class fixtures are bound to.
+
+    pytest before 8.2 creates it only in the item's own setup, too late for
+    the template to run ``setUpClass``; the clone's setup makes its own.
+    """
+    if isinstance(item, TestCaseFunction) and getattr(item, "_testcase", 0) is None:
+        item._testcase = item.parent.obj(item.name)  # type: ignore[misc,union-attr,unused-ignore]
+        item._obj = getattr(item._testcase, item.name)
 
 
 @contextlib.contextmanager

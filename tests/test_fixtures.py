@@ -262,11 +262,12 @@ def test_template_fixtures_run_as_often_as_in_plain_pytest(
 
 def test_fixture_counts_do_not_change_with_several_jobs(pytester: pytest.Pytester):
     make_suite(pytester)
+    plain = run_logged(pytester, "-p", "no:cowfork")
     lines = run_logged(pytester, "--cowfork", "--cowfork-jobs=3")
     assert setups(lines) == PLAIN_COUNTS
     assert balanced(lines)
-    assert lines[0] == "setup session"
-    assert lines[-1] == "teardown session"
+    # Which session fixture pytest tears down last depends on its version.
+    assert (lines[0], lines[-1]) == (plain[0], plain[-1])
 
 
 def test_wide_fixture_output_and_errors_land_where_plain_pytest_puts_them(
