@@ -95,11 +95,18 @@ class CowforkOptions(_GeneratedDirective):
             accepted = _accepted(dest)
             if accepted:
                 out += [f"   Accepted values: {accepted}.", ""]
+            action = attrs.get("action")
             if default is not None:
                 out += [f"   Default: {default}.", ""]
-            elif attrs.get("action") == "store_true":
+            elif action in ("store_true", "store_false"):
                 out += ["   Default: off.", ""]
-            if ini is not None:
+            if ini is not None and action == "store_false":
+                # A negative flag turns the ini key off for the run.
+                out += [
+                    f"   It takes precedence over the ini key :confval:`{dest}`.",
+                    "",
+                ]
+            elif ini is not None:
                 out += [f"   The same setting in an ini file: :confval:`{dest}`.", ""]
         return out
 
@@ -109,10 +116,10 @@ class CowforkIni(_GeneratedDirective):
 
     def lines(self) -> list[str]:
         recorder = _recorded()
-        flags = {
-            attrs.get("dest") or names[0].lstrip("-").replace("-", "_"): names[0]
-            for names, attrs in recorder.options
-        }
+        flags: dict[str, list[str]] = {}
+        for names, attrs in recorder.options:
+            dest = attrs.get("dest") or names[0].lstrip("-").replace("-", "_")
+            flags.setdefault(dest, []).append(names[0])
         out: list[str] = []
         for name, attrs in recorder.inis.items():
             help_text, default = _split_default(attrs["help"])
@@ -127,9 +134,11 @@ class CowforkIni(_GeneratedDirective):
             if accepted:
                 out += [f"   Accepted values: {accepted}.", ""]
             if name in flags:
+                given = " and ".join(f":option:`{flag}`" for flag in flags[name])
+                noun = "flag" if len(flags[name]) == 1 else "flags"
+                verb = "takes" if len(flags[name]) == 1 else "take"
                 out += [
-                    f"   The command-line flag :option:`{flags[name]}` "
-                    "takes precedence over it.",
+                    f"   The command-line {noun} {given} {verb} precedence over it.",
                     "",
                 ]
         return out
