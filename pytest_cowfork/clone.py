@@ -184,9 +184,13 @@ def _run_phase(
     report: pytest.TestReport = item.ihook.pytest_runtest_makereport(
         item=item, call=call
     )
+    interactive = check_interactive_exception(call, report)
+    if interactive and item.config.getoption("usepdb", False):
+        # The debugger shows this failure; the summary must not again.
+        report._pdbshown = True  # type: ignore[attr-defined]
     # Sent first, so that a debugger quitting the session cannot lose it.
     channel.send(wire.Kind.REPORT, _serialize(item.config, report))
-    if check_interactive_exception(call, report):
+    if interactive:
         item.ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report
 
@@ -206,7 +210,10 @@ def _teardown(
     try:
         item.ihook.pytest_runtest_teardown(item=item, nextitem=template_top)
     finally:
-        _finish_late_wide_fixtures(item.session, inherited)
+        capman = item.config.pluginmanager.getplugin("capturemanager")
+        capturing = capman.item_capture("teardown", item) if capman else None
+        with capturing or contextlib.nullcontext():
+            _finish_late_wide_fixtures(item.session, inherited)
 
 
 def _finalizer_counts(session: pytest.Session) -> dict[Any, int]:

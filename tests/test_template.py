@@ -307,3 +307,43 @@ def test_os_environ_is_kept_out_of_later_tests(pytester: pytest.Pytester) -> Non
 
     assert "COWFORK_LEAK" not in os.environ
     run(pytester, "--cowfork").assert_outcomes(passed=2)
+
+
+def test_output_of_a_late_wide_teardown_is_captured_in_the_teardown(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def server():
+            yield
+            print("stop server")
+
+        def test_asks_late(request):
+            request.getfixturevalue("server")
+        """
+    )
+
+    result = run(pytester, "--cowfork", "-rP")
+
+    result.stdout.fnmatch_lines(["*Captured stdout teardown*", "stop server"])
+
+
+def test_pdb_shows_a_failure_once_as_plain_pytest_does(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_fails():
+            assert 1 == 2
+        """
+    )
+
+    plain = run(pytester, "-p", "no:cowfork", "--pdb")
+    cowfork = run(pytester, "--cowfork", "--pdb")
+
+    count = str(cowfork.stdout).count("assert 1 == 2")
+    assert count == str(plain.stdout).count("assert 1 == 2")
+    assert count > 0
