@@ -45,7 +45,6 @@ class Running:
     """A clone the loop watches, and what it has heard from it so far."""
 
     handle: ForkedClone
-    item: Any
     timeout: float | None
     started: float = dataclasses.field(default_factory=monotonic)
     messages: list[tuple[wire.Kind, Any]] = dataclasses.field(default_factory=list)
@@ -136,7 +135,7 @@ class Scheduler:
         for fd, _ in _pipes(handle):
             os.close(fd)
         _killpg(handle.pid)
-        clone = Running(handle=handle, item=None, timeout=None)
+        clone = Running(handle=handle, timeout=None)
         self._exiting[handle.pid] = clone
         if handle.pidfd is not None:
             self._selector.register(handle.pidfd, selectors.EVENT_READ, (clone, "exit"))
@@ -155,6 +154,12 @@ class Scheduler:
                 self.poll(limit=left)
         finally:
             self.kill_all()
+
+    def kill(self, clone: Running) -> None:
+        """Kill a running clone whose outcome no longer matters."""
+        _killpg(clone.pid)
+        if clone.pid in self.running:
+            self._end(clone, [])
 
     def kill_all(self) -> None:
         """Kill every clone not yet reaped, with its process group; reap them."""

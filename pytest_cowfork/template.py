@@ -56,8 +56,11 @@ class Template:
         #: Files that back clones' captured output: all, and those free.
         self._all_capture: list[CaptureFiles] = []
         self._capture_pool: list[CaptureFiles] = []
-        #: A clone forked ahead for the next item, and that item.
-        self._standby: tuple[pytest.Item, ForkedClone] | None = None
+        #: A clone forked ahead for the next item: the item, the clone, and
+        #: its time limit.
+        self._standby: tuple[pytest.Item, ForkedClone, float | None] | None = None
+        #: The standby, once started before the main loop reached its item.
+        self._early: tuple[pytest.Item, Running] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
         self._threads = ThreadWatch()
         self._owner: Job | None = None
@@ -124,25 +127,29 @@ class Template:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
             )
-        handle = self._take_standby(item)
-        if handle is not None:
-            handle.start()
-        else:
-            handle = self._fork_for(item, nextitem, started=live)
-            if handle is None:
-                return
-        clone = Running(handle=handle, item=item, timeout=timeout)
+        clone = self._take_early(item)
+        if clone is None:
+            handle = self._take_standby(item)
+            if handle is not None:
+                handle.start()
+            else:
+                handle = self._fork_for(item, nextitem, started=live)
+                if handle is None:
+                    return
+            clone = Running(handle=handle, timeout=timeout)
+            self._scheduler.add(clone)
         job = Job(item=item, nextitem=nextitem, clone=clone, live=live)
-        self._jobs[handle.pid] = job
-        self._scheduler.add(clone)
+        self._jobs[clone.pid] = job
         self.stats.clones += 1
-        if live and nextitem is not None:
-            self._prepare_standby(nextitem)
+        if live:
+            if nextitem is not None:
+                self._prepare_standby(nextitem)
+            self._finish_live(job)
+            return
 
         session = item.session
         job.owns_teardown = (
-            live
-            or nextitem is None
+            nextitem is None
             or would_tear_down(session, nextitem)
             or bool(session.shouldfail or session.shouldstop)
         )
@@ -223,12 +230,12 @@ class Template:
         template_top = list(nextitem.session._setupstate.stack)[-1]
         handle = fork_clone(
             nextitem,
-            0,
+            0,  # Standbys serve one job, whose only slot is 0.
             template_top,  # type: ignore[arg-type]
             self._spare_capture(),
             standby=True,
         )
-        self._standby = (nextitem, handle)
+        self._standby = (nextitem, handle, choice.timeout)
 
     def _take_standby(self, item: pytest.Item) -> ForkedClone | None:
         """Return the standby clone forked for ``item``, if there is one."""
@@ -242,13 +249,73 @@ class Template:
         self._free_slots.remove(handle.slot)
         return handle
 
+    def _take_early(self, item: pytest.Item) -> Running | None:
+        """Return the clone already started for ``item``, if there is one."""
+        if self._early is None or self._early[0] is not item:
+            self._discard_standby()
+            return None
+        clone = self._early[1]
+        self._early = None
+        return clone
+
     def _discard_standby(self) -> None:
+        """Kill the clones forked or started ahead for an item not run next."""
         if self._standby is not None:
             handle = self._standby[1]
             self._standby = None
             handle.discard()
             self._scheduler.abandon(handle)
             self._capture_pool.append(handle.capture)
+        if self._early is not None:
+            clone = self._early[1]
+            self._early = None
+            self._scheduler.kill(clone)
+            self._free_slots.append(clone.handle.slot)
+            self._capture_pool.append(clone.handle.capture)
+
+    def _finish_live(self, job: Job) -> None:
+        """Wait for the only running clone, logging its reports as they come.
+
+        When it passed, the next item's standby starts before this item's
+        reports are logged: logging makes the template copy pages it
+        shares with clones, and that work then overlaps the next test.
+        """
+        clone = job.clone
+        while clone.pid in self._scheduler.running:
+            self._scheduler.poll()
+            self._log(job, final=False)
+        del self._jobs[clone.pid]
+        self._free_slots.append(clone.handle.slot)
+        job.owns_teardown = True
+        try:
+            self._start_next_early(job)
+            self._complete(job)
+        finally:
+            self._capture_pool.append(clone.handle.capture)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            self._tear_down_wide(owner)
+            self._log(owner, final=True)
+
+    def _start_next_early(self, job: Job) -> None:
+        """Start the standby now if nothing in ``job`` can stop the run.
+
+        A failure may stop the session (-x, --maxfail), and a test that did
+        not finish gets crash reports: in both cases the next test waits
+        until those reports are logged.
+        """
+        if self._standby is None or job.stop_request() is not None:
+            return
+        job.decode()
+        if job.missing_phase() is not None or any(r.failed for r in job.reports):
+            return
+        item, handle, timeout = self._standby
+        self._standby = None
+        self._free_slots.remove(handle.slot)
+        handle.start()
+        clone = Running(handle=handle, timeout=timeout)
+        self._scheduler.add(clone)
+        self._early = (item, clone)
 
     def _run_here(
         self, item: pytest.Item, nextitem: pytest.Item | None, started: bool
