@@ -91,7 +91,7 @@ def test_a_clone_ends_at_its_last_message_without_waiting_for_exit(
         _send(fds["channel"], wire.Kind.DONE, {})
         time.sleep(60)
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     [clone] = _run_until_ended(scheduler)
 
     assert clone.messages == [
@@ -110,7 +110,7 @@ def test_a_clone_that_exits_without_a_last_message_gives_its_status(
         _send(fds["channel"], wire.Kind.REPORT, {"when": "setup"})
         os._exit(5)
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     [clone] = _run_until_ended(scheduler)
 
     assert clone.messages == [(wire.Kind.REPORT, {"when": "setup"})]
@@ -121,7 +121,7 @@ def test_a_killed_clone_reports_its_signal(scheduler: Scheduler) -> None:
     def body(fds: _Fds) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     [clone] = _run_until_ended(scheduler)
 
     assert os.WIFSIGNALED(clone.status or 0)
@@ -135,7 +135,7 @@ def test_output_outside_capture_is_relayed_by_stream(
         os.write(fds["stdout"], b"to stdout\n")
         os.write(fds["stderr"], b"to stderr\n")
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     _run_until_ended(scheduler)
 
     assert bytes(relay.chunks[1]) == b"to stdout\n"
@@ -155,7 +155,7 @@ def test_megabytes_of_output_and_a_large_report_do_not_deadlock(
             os.write(fds["stderr"], chunk)
         _send(fds["channel"], wire.Kind.REPORT, {"longrepr": big})
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     [clone] = _run_until_ended(scheduler)
 
     assert len(relay.chunks[1]) == len(relay.chunks[2]) == 64 * 65536
@@ -166,7 +166,7 @@ def test_garbage_on_the_channel_is_recorded_not_raised(scheduler: Scheduler) -> 
     def body(fds: _Fds) -> None:
         os.write(fds["channel"], b"\x00\x00\x00\x02\x63{}")
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     [clone] = _run_until_ended(scheduler)
 
     assert clone.wire_error == "unknown message kind 99"
@@ -180,7 +180,7 @@ def test_a_clone_past_its_deadline_dumps_its_stacks_and_is_killed(
         while True:
             time.sleep(0.05)
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=0.2))
+    scheduler.add(Running(handle=_fork(body), timeout=0.2))
     [clone] = _run_until_ended(scheduler)
 
     assert clone.timed_out
@@ -196,7 +196,7 @@ def test_a_clone_that_ignores_the_dump_signal_is_still_killed(
         while True:
             time.sleep(0.05)
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=0.1))
+    scheduler.add(Running(handle=_fork(body), timeout=0.1))
     [clone] = _run_until_ended(scheduler)
 
     assert clone.timed_out
@@ -215,7 +215,7 @@ def test_what_a_clone_left_running_in_its_group_is_killed(
                 time.sleep(1)
         pid_file.write_text(str(grandchild))
 
-    scheduler.add(Running(handle=_fork(body), item=None, timeout=None))
+    scheduler.add(Running(handle=_fork(body), timeout=None))
     _run_until_ended(scheduler)
 
     grandchild = int(pid_file.read_text())
@@ -229,7 +229,7 @@ def test_several_clones_are_watched_at_once(scheduler: Scheduler) -> None:
 
     handles = [_fork(body) for _ in range(3)]
     for handle in handles:
-        scheduler.add(Running(handle=handle, item=None, timeout=None))
+        scheduler.add(Running(handle=handle, timeout=None))
     ended = _run_until_ended(scheduler)
 
     assert sorted(clone.pid for clone in ended) == sorted(h.pid for h in handles)
