@@ -162,3 +162,37 @@ def test_a_misused_marker_is_explained(
 ) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         settings.choose(_Item(mark), _ALL)  # type: ignore[arg-type]
+
+
+def test_cowfork_without_os_fork_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on Windows; the inner run is in-process and forks nothing."""
+    monkeypatch.delattr("os.fork")
+    pytester.makepyfile("def test_a(): pass")
+
+    result = pytester.runpytest("--cowfork")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--cowfork needs os.fork(), which * does not have; run without --cowfork*"]
+    )
+
+
+def test_without_os_fork_marked_tests_run_in_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr("os.fork")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.cowfork
+        def test_marked():
+            pass
+        """
+    )
+
+    result = pytester.runpytest("--strict-markers")
+
+    result.assert_outcomes(passed=1)
