@@ -37,7 +37,8 @@ DUMP_SIGNAL = signal.SIGUSR1
 _exit = os._exit
 _write = os.write
 _getpid = os.getpid
-#: This process's slot, from 0 to jobs - 1, once it is a clone.
+#: This process's clone id once it is a clone: its slot, 0 to jobs - 1,
+#: offset by jobs times the xdist worker number under xdist.
 slot: int | None = None
 
 
@@ -79,7 +80,7 @@ class _Channel:
 
 def run(
     item: pytest.Item,
-    clone_slot: int,
+    clone_id: int,
     template_top: pytest.Collector,
     fds: CloneFds,
     template_pid: int,
@@ -91,8 +92,8 @@ def run(
     try:
         _detach(template_pid)
         _redirect(item.config, fds)
-        slot = clone_slot
-        os.environ[CLONE_ID] = str(clone_slot)
+        slot = clone_id
+        os.environ[CLONE_ID] = str(clone_id)
         if fds.go is not None:
             if not os.read(fds.go, 1):
                 # The template discarded this standby clone.

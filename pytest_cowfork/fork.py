@@ -93,11 +93,13 @@ def fork_clone(
     template_top: pytest.Collector,
     capture: CaptureFiles,
     standby: bool = False,
+    clone_id: int | None = None,
 ) -> ForkedClone:
     """Fork a clone that runs ``item``; return the template's handle on it.
 
     :param standby: the clone prepares, then waits for :meth:`ForkedClone.start`
         before it runs ``item``, so forking it can overlap another clone's run.
+    :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
     """
     pipes = [os.pipe() for _ in range(4)]
     go_read, go_write = os.pipe() if standby else (None, None)
@@ -130,7 +132,8 @@ def fork_clone(
                 capture_stderr=capture.stderr.fileno(),
                 go=go_read,
             )
-            clone.run(item, slot, template_top, fds, template_pid)
+            clone_id = slot if clone_id is None else clone_id
+            clone.run(item, clone_id, template_top, fds, template_pid)
     finally:
         if os.getpid() == template_pid:
             gc.unfreeze()

@@ -69,6 +69,12 @@ def pytest_configure(config: pytest.Config) -> None:
                 "run without --cowfork (and without cowfork = true in the ini file)"
             )
         return
+    if chosen.jobs > 1 and config.getoption("numprocesses", None):
+        raise pytest.UsageError(
+            f"--cowfork-jobs={chosen.jobs} cannot be combined with xdist's -n: "
+            "each xdist worker is already a template that forks its clones one "
+            "at a time; add processes with -n instead"
+        )
     config.pluginmanager.register(Template(config, chosen), _PLUGIN_NAME)
 
 

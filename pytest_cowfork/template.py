@@ -65,6 +65,8 @@ class Template:
         self._threads = ThreadWatch()
         self._owner: Job | None = None
         self.stats = Stats()
+        #: Under xdist, each worker's clones take their own range of ids.
+        self._first_clone_id = _xdist_worker_number(config) * settings.jobs
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(
@@ -186,7 +188,13 @@ class Template:
         self._forked_params = params
         slot = min(self._free_slots)
         self._free_slots.remove(slot)
-        return fork_clone(item, slot, template_top, self._spare_capture())
+        return fork_clone(
+            item,
+            slot,
+            template_top,
+            self._spare_capture(),
+            clone_id=self._first_clone_id + slot,
+        )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
         """Set up ``item``'s share of the template; None if that failed.
@@ -234,6 +242,7 @@ class Template:
             template_top,  # type: ignore[arg-type]
             self._spare_capture(),
             standby=True,
+            clone_id=self._first_clone_id,
         )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -441,3 +450,11 @@ class Template:
             self._all_capture.append(files)
             return files
         return self._capture_pool.pop()
+
+
+def _xdist_worker_number(config: pytest.Config) -> int:
+    """Return N for the xdist worker gwN, or 0 outside xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return 0
+    return int(str(workerinput.get("workerid", "gw0")).lstrip("gw") or 0)
