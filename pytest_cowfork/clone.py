@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import faulthandler
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -40,6 +41,11 @@ _getpid = os.getpid
 #: This process's clone id once it is a clone: its slot, 0 to jobs - 1,
 #: offset by jobs times the xdist worker number under xdist.
 slot: int | None = None
+
+
+def current_id() -> int | None:
+    """Return this process's clone id, or None in the template."""
+    return slot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +110,7 @@ def run(
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run_protocol(item, template_top, channel)
-                last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {})
+                last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {"max_rss": _max_rss()})
             except pytest.exit.Exception as exc:
                 _quiet_teardown(item, template_top)
                 last = (
@@ -202,6 +208,13 @@ def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
         # The debugger handles Ctrl-C itself.
         return (pytest.exit.Exception,)
     return (pytest.exit.Exception, KeyboardInterrupt)
+
+
+def _max_rss() -> int:
+    """Return this process's peak resident size in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux counts kilobytes, macOS bytes.
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _teardown(

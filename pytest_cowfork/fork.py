@@ -60,6 +60,8 @@ class ForkedClone:
 
     pid: int
     slot: int
+    #: What the clone finds in CLONE_ID.
+    clone_id: int
     #: Read ends, non-blocking: reports, stdout, stderr, fault dumps.
     channel: int
     stdout: int
@@ -101,6 +103,8 @@ def fork_clone(
         before it runs ``item``, so forking it can overlap another clone's run.
     :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
     """
+    clone_id = slot if clone_id is None else clone_id
+    item.config.hook.pytest_cowfork_before_fork(item=item, clone_id=clone_id)
     pipes = [os.pipe() for _ in range(4)]
     go_read, go_write = os.pipe() if standby else (None, None)
     capture.reset()
@@ -132,7 +136,6 @@ def fork_clone(
                 capture_stderr=capture.stderr.fileno(),
                 go=go_read,
             )
-            clone_id = slot if clone_id is None else clone_id
             clone.run(item, clone_id, template_top, fds, template_pid)
     finally:
         if os.getpid() == template_pid:
@@ -157,6 +160,7 @@ def fork_clone(
         stderr=stderr,
         diag=diag,
         pidfd=_open_pidfd(pid),
+        clone_id=clone_id,
         capture=capture,
         go=go_write,
     )

@@ -101,6 +101,22 @@ class Job:
         self.reports += crash.crash_reports(self.item, when, ending, earlier, captured)
         return ending
 
+    def report_finished(self) -> None:
+        """Call the hook that tells plugins how the clone ended."""
+        clone = self.clone
+        done = next(
+            (payload for kind, payload in clone.messages if kind is wire.Kind.DONE),
+            None,
+        )
+        self.item.config.hook.pytest_cowfork_clone_finished(
+            item=self.item,
+            pid=clone.pid,
+            clone_id=clone.handle.clone_id,
+            exit_status=None if clone.finished else clone.status,
+            wall_time=clone.wall_time,
+            max_rss=None if done is None else done.get("max_rss"),
+        )
+
     def record_warnings(self) -> None:
         """Hand the warnings the clone caught to pytest, as if caught here."""
         item = self.item

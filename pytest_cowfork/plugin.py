@@ -12,10 +12,15 @@ import sys
 
 import pytest
 
-from pytest_cowfork import clone, settings
+from pytest_cowfork import clone, hookspecs, settings
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
+
+
+@pytest.hookimpl
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @pytest.hookimpl
@@ -112,4 +117,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture
 def clone_id() -> str | None:
     """Return this clone's slot, as in $CLONE_ID, or None in the template."""
-    return None if clone.slot is None else str(clone.slot)
+    clone_id = clone.current_id()
+    return None if clone_id is None else str(clone_id)

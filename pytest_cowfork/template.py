@@ -18,6 +18,7 @@ import pytest
 from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
+from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
 from pytest_cowfork.outcome import Job
@@ -98,10 +99,17 @@ class Template:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Fail an item that cannot run in a clone, saying why."""
+        """Fail an item that cannot run in a clone; in a clone, announce it.
+
+        The announcement runs inside the setup phase, so a plugin that
+        fails to prepare the clone fails the item's setup.
+        """
         problem = item.stash.get(refusal_key, None)
         if problem is not None:
             pytest.fail(problem, pytrace=False)
+        clone_id = current_id()
+        if clone_id is not None:
+            item.config.hook.pytest_cowfork_clone_started(item=item, clone_id=clone_id)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Iterator[None]:
@@ -363,6 +371,7 @@ class Template:
 
     def _complete(self, job: Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
+        job.report_finished()
         job.decode()
         stop = job.stop_request()
         if stop is not None:

@@ -44,6 +44,7 @@ def _fork(body: Callable[[_Fds], None]) -> ForkedClone:
     return ForkedClone(
         pid=pid,
         slot=0,
+        clone_id=0,
         pidfd=os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None,
         capture=_CAPTURE,
         **{name: read for name, (read, _) in pipes.items()},
