@@ -50,7 +50,9 @@ def current_id() -> int | None:
 
 @dataclasses.dataclass(frozen=True)
 class CloneFds:
-    """File descriptors a clone inherits, as numbers valid in the clone."""
+    """What a clone inherits to talk to the template: descriptors, as numbers
+    valid in the clone, and the files behind its captured output.
+    """
 
     channel: int
     stdout: int
@@ -58,8 +60,8 @@ class CloneFds:
     diag: int
     #: Template-owned files that back pytest's fd capture in the clone, so
     #: the template can still read what was captured if the clone dies.
-    capture_stdout: int
-    capture_stderr: int
+    capture_stdout: EncodedFile
+    capture_stderr: EncodedFile
     #: A standby clone waits for a byte on this pipe before it runs its
     #: item, and exits quietly at end of file; None to run at once.
     go: int | None = None
@@ -323,21 +325,15 @@ def _redirect(config: pytest.Config, fds: CloneFds) -> None:
     faulthandler.register(DUMP_SIGNAL, file=fds.diag, all_threads=True)
 
 
-def _adopt_capture_file(capture: FDCapture, backing: int) -> None:
+def _adopt_capture_file(capture: FDCapture, backing: EncodedFile) -> None:
     """Make ``capture`` write into ``backing`` instead of the template's file.
 
     The template's capture file is shared with every clone after a fork, and
     two processes capturing into one file would read each other's output.
     """
     inherited = capture.tmpfile
-    capture.tmpfile = EncodedFile(
-        open(os.dup(backing), "wb+", buffering=0),  # noqa: SIM115 - lives as long as the capture
-        encoding="utf-8",
-        errors="replace",
-        newline="",
-        write_through=True,
-    )
-    capture.syscapture.tmpfile = capture.tmpfile  # type: ignore[attr-defined]
+    capture.tmpfile = backing
+    capture.syscapture.tmpfile = backing  # type: ignore[attr-defined]
     inherited.close()
 
 

@@ -16,6 +16,7 @@ import warnings
 from typing import IO
 
 import pytest
+from _pytest.capture import EncodedFile
 
 from pytest_cowfork import clone
 
@@ -30,13 +31,17 @@ class CaptureFiles:
 
     stdout: IO[bytes]
     stderr: IO[bytes]
+    #: The same files, wrapped as pytest's fd capture writes to them. Built
+    #: once here and never used by the template, so every clone inherits
+    #: them unused instead of spending time building its own.
+    stdout_text: EncodedFile
+    stderr_text: EncodedFile
 
     @classmethod
     def create(cls) -> CaptureFiles:
-        return cls(
-            tempfile.TemporaryFile(prefix="cowfork-stdout-"),
-            tempfile.TemporaryFile(prefix="cowfork-stderr-"),
-        )
+        stdout = tempfile.TemporaryFile(prefix="cowfork-stdout-")
+        stderr = tempfile.TemporaryFile(prefix="cowfork-stderr-")
+        return cls(stdout, stderr, _capture_text(stdout), _capture_text(stderr))
 
     def reset(self) -> None:
         # The offset is shared with the clone that used the files last: a
@@ -50,8 +55,8 @@ class CaptureFiles:
         return _tail(self.stdout, limit), _tail(self.stderr, limit)
 
     def close(self) -> None:
-        self.stdout.close()
-        self.stderr.close()
+        for file in (self.stdout_text, self.stderr_text, self.stdout, self.stderr):
+            file.close()
 
 
 @dataclasses.dataclass
@@ -104,6 +109,9 @@ def fork_clone(
     :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
     """
     clone_id = slot if clone_id is None else clone_id
+    # The template reports the location in any case: computed here, once,
+    # it is not computed again in each clone's copy of the item.
+    _ = item.location
     item.config.hook.pytest_cowfork_before_fork(item=item, clone_id=clone_id)
     pipes = [os.pipe() for _ in range(4)]
     go_read, go_write = os.pipe() if standby else (None, None)
@@ -132,8 +140,8 @@ def fork_clone(
                 stdout=stdout,
                 stderr=stderr,
                 diag=diag,
-                capture_stdout=capture.stdout.fileno(),
-                capture_stderr=capture.stderr.fileno(),
+                capture_stdout=capture.stdout_text,
+                capture_stderr=capture.stderr_text,
                 go=go_read,
             )
             clone.run(item, clone_id, template_top, fds, template_pid)
@@ -173,6 +181,17 @@ def _open_pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except OSError:
         return None
+
+
+def _capture_text(file: IO[bytes]) -> EncodedFile:
+    """Wrap ``file`` the way pytest wraps the file behind an fd capture."""
+    return EncodedFile(
+        open(os.dup(file.fileno()), "wb+", buffering=0),  # noqa: SIM115 - closed with the files
+        encoding="utf-8",
+        errors="replace",
+        newline="",
+        write_through=True,
+    )
 
 
 def _tail(file: IO[bytes], limit: int) -> str:
