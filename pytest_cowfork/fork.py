@@ -39,8 +39,9 @@ class CaptureFiles:
 
     @classmethod
     def create(cls) -> CaptureFiles:
-        stdout = tempfile.TemporaryFile(prefix="cowfork-stdout-")
-        stderr = tempfile.TemporaryFile(prefix="cowfork-stderr-")
+        # Closed by close(), when the template is done with the slot.
+        stdout = tempfile.TemporaryFile(prefix="cowfork-stdout-")  # noqa: SIM115
+        stderr = tempfile.TemporaryFile(prefix="cowfork-stderr-")  # noqa: SIM115
         return cls(stdout, stderr, _capture_text(stdout), _capture_text(stderr))
 
     def reset(self) -> None:
@@ -186,7 +187,7 @@ def _open_pidfd(pid: int) -> int | None:
 def _capture_text(file: IO[bytes]) -> EncodedFile:
     """Wrap ``file`` the way pytest wraps the file behind an fd capture."""
     return EncodedFile(
-        open(os.dup(file.fileno()), "wb+", buffering=0),  # noqa: SIM115 - closed with the files
+        open(os.dup(file.fileno()), "wb+", buffering=0),
         encoding="utf-8",
         errors="replace",
         newline="",
