@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import faulthandler
 import os
-import resource
 import signal
 import sys
 import traceback
@@ -25,7 +24,7 @@ import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import wire
+from pytest_cowfork import memory, wire
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -92,6 +91,7 @@ def run(
     template_top: pytest.Collector,
     fds: CloneFds,
     template_pid: int,
+    measure_memory: bool = False,
 ) -> NoReturn:
     """Run ``item`` in this clone and exit; called right after the fork."""
     global slot
@@ -112,7 +112,10 @@ def run(
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run_protocol(item, template_top, channel)
-                last: tuple[wire.Kind, Any] = (wire.Kind.DONE, {"max_rss": _max_rss()})
+                last: tuple[wire.Kind, Any] = (
+                    wire.Kind.DONE,
+                    _costs(measure_memory),
+                )
             except pytest.exit.Exception as exc:
                 _quiet_teardown(item, template_top)
                 last = (
@@ -212,11 +215,12 @@ def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
     return (pytest.exit.Exception, KeyboardInterrupt)
 
 
-def _max_rss() -> int:
-    """Return this process's peak resident size in bytes."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux counts kilobytes, macOS bytes.
-    return peak if sys.platform == "darwin" else peak * 1024
+def _costs(measure_memory: bool) -> dict[str, int | None]:
+    """Return what this clone cost, for its final message."""
+    return {
+        "max_rss": memory.peak_resident(),
+        "private_dirty": memory.private_dirty() if measure_memory else None,
+    }
 
 
 def _teardown(

@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 import tempfile
+import time
 import warnings
 from typing import IO
 
@@ -80,6 +81,8 @@ class ForkedClone:
     capture: CaptureFiles
     #: For a standby clone, the write end of the pipe that starts it.
     go: int | None = None
+    #: Seconds the template spent in ``os.fork()`` for this clone.
+    fork_time: float = 0.0
 
     def start(self) -> None:
         """Let a standby clone run its item."""
@@ -102,12 +105,14 @@ def fork_clone(
     capture: CaptureFiles,
     standby: bool = False,
     clone_id: int | None = None,
+    measure_memory: bool = False,
 ) -> ForkedClone:
     """Fork a clone that runs ``item``; return the template's handle on it.
 
     :param standby: the clone prepares, then waits for :meth:`ForkedClone.start`
         before it runs ``item``, so forking it can overlap another clone's run.
     :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
+    :param measure_memory: the clone reports the memory it copied.
     """
     clone_id = slot if clone_id is None else clone_id
     # The template reports the location in any case: computed here, once,
@@ -129,7 +134,9 @@ def fork_clone(
             # Python 3.12+ warns when a multi-threaded process forks; the
             # thread check has already told the user, with names.
             warnings.simplefilter("ignore", DeprecationWarning)
+            forking = time.perf_counter()
             pid = os.fork()
+            fork_time = time.perf_counter() - forking
         if pid == 0:
             for read_end, _ in pipes:
                 os.close(read_end)
@@ -145,7 +152,7 @@ def fork_clone(
                 capture_stderr=capture.stderr_text,
                 go=go_read,
             )
-            clone.run(item, clone_id, template_top, fds, template_pid)
+            clone.run(item, clone_id, template_top, fds, template_pid, measure_memory)
     finally:
         if os.getpid() == template_pid:
             gc.unfreeze()
@@ -172,6 +179,7 @@ def fork_clone(
         clone_id=clone_id,
         capture=capture,
         go=go_write,
+        fork_time=fork_time,
     )
 
 

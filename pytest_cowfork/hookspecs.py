@@ -44,6 +44,8 @@ def pytest_cowfork_clone_finished(
     exit_status: int | None,
     wall_time: float,
     max_rss: int | None,
+    private_dirty: int | None,
+    fork_time: float,
 ) -> None:
     """Called in the template once the result of ``item``'s clone is in.
 
@@ -54,4 +56,8 @@ def pytest_cowfork_clone_finished(
     :param wall_time: seconds from the start of the clone's run to its end.
     :param max_rss: the clone's peak resident size in bytes, shared pages
         included, if it reported it.
+    :param private_dirty: the bytes of memory the clone wrote, and so no
+        longer shares with the template, read just before it ended; None
+        unless ``--cowfork-memory`` is on and the clone ended normally.
+    :param fork_time: seconds the template spent forking the clone.
     """

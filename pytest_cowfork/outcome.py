@@ -101,13 +101,25 @@ class Job:
         self.reports += crash.crash_reports(self.item, when, ending, earlier, captured)
         return ending
 
+    def private_dirty(self) -> int | None:
+        """Return the memory the clone copied, if it measured it."""
+        done = self._done()
+        return None if done is None else done.get("private_dirty")
+
+    def _done(self) -> dict[str, Any] | None:
+        return next(
+            (
+                payload
+                for kind, payload in self.clone.messages
+                if kind is wire.Kind.DONE
+            ),
+            None,
+        )
+
     def report_finished(self) -> None:
         """Call the hook that tells plugins how the clone ended."""
         clone = self.clone
-        done = next(
-            (payload for kind, payload in clone.messages if kind is wire.Kind.DONE),
-            None,
-        )
+        done = self._done()
         self.item.config.hook.pytest_cowfork_clone_finished(
             item=self.item,
             pid=clone.pid,
@@ -115,6 +127,8 @@ class Job:
             exit_status=None if clone.finished else clone.status,
             wall_time=clone.wall_time,
             max_rss=None if done is None else done.get("max_rss"),
+            private_dirty=self.private_dirty(),
+            fork_time=clone.handle.fork_time,
         )
 
     def record_warnings(self) -> None:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pytest_cowfork import clone, hookspecs, settings
+from pytest_cowfork import clone, hookspecs, memory, settings
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
@@ -56,10 +56,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=settings.parse_timeout,
         help=settings.TIMEOUT_HELP,
     )
+    group.addoption(
+        "--cowfork-memory",
+        dest="cowfork_memory",
+        action="store_true",
+        default=None,
+        help=settings.MEMORY_HELP,
+    )
     parser.addini("cowfork", type="bool", default=False, help=settings.ENABLE_HELP)
     parser.addini("cowfork_jobs", help=settings.JOBS_HELP)
     parser.addini("cowfork_scope", help=settings.SCOPE_HELP)
     parser.addini("cowfork_timeout", help=settings.TIMEOUT_HELP)
+    parser.addini(
+        "cowfork_memory", type="bool", default=False, help=settings.MEMORY_HELP
+    )
 
 
 @pytest.hookimpl
@@ -112,6 +122,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         line += f", {stats.timed_out} timed out"
     if terminalreporter.verbosity >= 0:
         terminalreporter.write_line(line)
+        for extra in stats.costs.summary(memory.peak_resident()):
+            terminalreporter.write_line(extra)
 
 
 @pytest.fixture

@@ -38,6 +38,11 @@ TIMEOUT_HELP = (
     "Kill a clone that runs longer than this many seconds and fail its test "
     "(default: no limit)"
 )
+MEMORY_HELP = (
+    "Have each clone measure the memory it copied from the template, and "
+    "summarize it; each measurement walks the clone's memory map, so it costs "
+    "more the larger the template (default: off)"
+)
 FORK_MARKER = (
     "cowfork(timeout=None): run this test in its own clone, even without "
     "--cowfork; timeout= limits its clone in seconds"
@@ -59,6 +64,8 @@ class Settings:
     scope: str
     #: Seconds, or None for no limit.
     timeout: float | None
+    #: Clones measure the memory they copied (--cowfork-memory).
+    memory: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,15 +119,7 @@ def parse_scope(value: str) -> str:
 
 def read_settings(config: pytest.Config) -> Settings:
     """Return the run's settings; raise UsageError naming any bad value."""
-    enabled: bool | None = config.getoption("cowfork")
-    if enabled is None:
-        try:
-            enabled = bool(config.getini("cowfork"))
-        # pytest 9.2 wraps the ValueError of older versions in a UsageError.
-        except (ValueError, pytest.UsageError) as exc:
-            raise pytest.UsageError(
-                f"ini option cowfork: {exc}; write true or false"
-            ) from None
+    enabled = _flag(config, "cowfork")
     timeout = _option_or_ini(config, "cowfork_timeout", parse_timeout, 0.0)
     return Settings(
         fork_all=enabled,
@@ -128,6 +127,7 @@ def read_settings(config: pytest.Config) -> Settings:
         jobs=_option_or_ini(config, "cowfork_jobs", parse_jobs, 1),
         scope=_option_or_ini(config, "cowfork_scope", parse_scope, DEFAULT_SCOPE),
         timeout=timeout or None,
+        memory=_flag(config, "cowfork_memory"),
     )
 
 
@@ -167,6 +167,20 @@ def _marker_timeout(value: object) -> float | None:
         f"@pytest.mark.cowfork(timeout={value!r}) needs a number of seconds "
         "above 0, or None (or 0) for no limit"
     )
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    """Return a true/false setting: the option if given, else the ini key."""
+    given: bool | None = config.getoption(name)
+    if given is not None:
+        return given
+    try:
+        return bool(config.getini(name))
+    # pytest 9.2 wraps the ValueError of older versions in a UsageError.
+    except (ValueError, pytest.UsageError) as exc:
+        raise pytest.UsageError(
+            f"ini option {name}: {exc}; write true or false"
+        ) from None
 
 
 def _option_or_ini(

@@ -21,6 +21,7 @@ from _pytest.runner import CallInfo, runtestprotocol
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
+from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
@@ -43,6 +44,7 @@ class Stats:
     clones: int = 0
     crashed: int = 0
     timed_out: int = 0
+    costs: CostLog = dataclasses.field(default_factory=CostLog)
 
 
 class Template:
@@ -202,6 +204,7 @@ class Template:
             template_top,
             self._spare_capture(),
             clone_id=self._first_clone_id + slot,
+            measure_memory=self.settings.memory,
         )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
@@ -251,6 +254,7 @@ class Template:
             self._spare_capture(),
             standby=True,
             clone_id=self._first_clone_id,
+            measure_memory=self.settings.memory,
         )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -372,6 +376,9 @@ class Template:
     def _complete(self, job: Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
         job.report_finished()
+        self.stats.costs.add(
+            job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
+        )
         job.decode()
         stop = job.stop_request()
         if stop is not None:

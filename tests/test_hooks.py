@@ -26,10 +26,13 @@ CONFTEST = """
         log(f"clone_started {item.name} {clone_id}")
 
     def pytest_cowfork_clone_finished(
-        item, pid, clone_id, exit_status, wall_time, max_rss
+        item, pid, clone_id, exit_status, wall_time, max_rss, private_dirty,
+        fork_time
     ):
         assert os.getpid() == TEMPLATE != pid
         assert wall_time >= 0
+        assert fork_time > 0
+        assert private_dirty is None, "measured only with --cowfork-memory"
         status = "reported" if exit_status is None else os.waitstatus_to_exitcode(
             exit_status
         )

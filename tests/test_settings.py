@@ -75,6 +75,7 @@ def test_bad_options_stop_the_run_with_a_usage_error(
         ("cowfork_jobs", "many", "ini option cowfork_jobs: 'many' is not a number"),
         ("cowfork_timeout", "later", "ini option cowfork_timeout: 'later' is not"),
         ("cowfork_scope", "item", "ini option cowfork_scope: 'item' is not a scope"),
+        ("cowfork_memory", "lots", "ini option cowfork_memory: *; write true or false"),
     ],
 )
 def test_bad_ini_values_stop_the_run_with_a_usage_error(
