@@ -57,6 +57,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=settings.TIMEOUT_HELP,
     )
     group.addoption(
+        "--cowfork-hugepages",
+        dest="cowfork_hugepages",
+        metavar="MODE",
+        type=settings.parse_hugepages,
+        help=settings.HUGEPAGES_HELP,
+    )
+    group.addoption(
         "--cowfork-memory",
         dest="cowfork_memory",
         action="store_true",
@@ -67,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("cowfork_jobs", help=settings.JOBS_HELP)
     parser.addini("cowfork_scope", help=settings.SCOPE_HELP)
     parser.addini("cowfork_timeout", help=settings.TIMEOUT_HELP)
+    parser.addini("cowfork_hugepages", help=settings.HUGEPAGES_HELP)
     parser.addini(
         "cowfork_memory", type="bool", default=False, help=settings.MEMORY_HELP
     )
@@ -94,19 +102,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     template = config.pluginmanager.get_plugin(_PLUGIN_NAME)
     if template is None:
         return None
     chosen: settings.Settings = template.settings
     if chosen.disabled:
-        return "cowfork: off (--no-cowfork), every test runs in this process"
+        return ["cowfork: off (--no-cowfork), every test runs in this process"]
     which = "every test" if chosen.fork_all else "each test marked cowfork"
     timeout = "none" if chosen.timeout is None else f"{chosen.timeout:g} s"
-    return (
+    lines = [
         f"cowfork: {which} in its own clone (jobs: {chosen.jobs}, "
         f"template scope: {chosen.scope}, timeout: {timeout})"
-    )
+    ]
+    # Only a run that forks every test asks the kernel this early.
+    refused = template.hugepages.refusal() if chosen.fork_all else None
+    if refused is not None:
+        lines.append(f"cowfork: no huge pages, forks copy every page table: {refused}")
+    return lines
 
 
 @pytest.hookimpl
@@ -124,6 +137,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
         for extra in stats.costs.summary(memory.peak_resident()):
             terminalreporter.write_line(extra)
+        moved = template.hugepages.collapsed
+        refused = template.hugepages.known_refusal()
+        if refused is not None and not template.settings.fork_all:
+            # Not said in the header, which only runs forking every test ask.
+            terminalreporter.write_line(
+                f"cowfork: no huge pages, forks copy every page table: {refused}"
+            )
+        if moved:
+            terminalreporter.write_line(
+                f"cowfork: {moved / 2**20:.0f} MiB of the template moved onto "
+                f"huge pages in {template.hugepages.seconds:.2f} s"
+            )
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ _T = TypeVar("_T")
 #: Scopes the template can own, widest first; the default owns the most.
 SCOPES = ("session", "package", "module", "class")
 DEFAULT_SCOPE = "class"
+HUGEPAGES_MODES = ("auto", "on", "off")
 
 ENABLE_HELP = "Run every test in its own copy-on-write clone of this process"
 DISABLE_HELP = (
@@ -37,6 +38,11 @@ SCOPE_HELP = (
 TIMEOUT_HELP = (
     "Kill a clone that runs longer than this many seconds and fail its test "
     "(default: no limit)"
+)
+HUGEPAGES_HELP = (
+    "On Linux 6.1+, move the template's memory onto huge pages so that forks "
+    "copy fewer page-table entries: 'auto' once it holds 256 MiB or more, 'on' "
+    "from the first fork, or 'off' (default: auto)"
 )
 MEMORY_HELP = (
     "Have each clone measure the memory it copied from the template, and "
@@ -66,6 +72,8 @@ class Settings:
     timeout: float | None
     #: Clones measure the memory they copied (--cowfork-memory).
     memory: bool = False
+    #: When to move the template onto huge pages: auto, on or off.
+    hugepages: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +125,16 @@ def parse_scope(value: str) -> str:
     return value
 
 
+def parse_hugepages(value: str) -> str:
+    """Return ``value`` if it names a huge pages mode."""
+    if value not in HUGEPAGES_MODES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a huge pages mode: choose one of "
+            f"{', '.join(HUGEPAGES_MODES)}"
+        )
+    return value
+
+
 def read_settings(config: pytest.Config) -> Settings:
     """Return the run's settings; raise UsageError naming any bad value."""
     enabled = _flag(config, "cowfork")
@@ -128,6 +146,7 @@ def read_settings(config: pytest.Config) -> Settings:
         scope=_option_or_ini(config, "cowfork_scope", parse_scope, DEFAULT_SCOPE),
         timeout=timeout or None,
         memory=_flag(config, "cowfork_memory"),
+        hugepages=_option_or_ini(config, "cowfork_hugepages", parse_hugepages, "auto"),
     )
 
 

@@ -21,6 +21,7 @@ from _pytest.runner import CallInfo, runtestprotocol
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
+from pytest_cowfork.hugepages import HugePages
 from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
@@ -68,6 +69,7 @@ class Template:
         self._threads = ThreadWatch()
         self._owner: Job | None = None
         self.stats = Stats()
+        self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
         #: Under xdist, each worker's clones take their own range of ids.
         self._first_clone_id = _xdist_worker_number(config) * settings.jobs
 
@@ -198,6 +200,7 @@ class Template:
         self._forked_params = params
         slot = min(self._free_slots)
         self._free_slots.remove(slot)
+        self.hugepages.before_fork()
         return fork_clone(
             item,
             slot,

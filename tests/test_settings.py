@@ -56,6 +56,10 @@ def test_scope_rejects_others_and_lists_the_choices(value: str) -> None:
         (["--cowfork-jobs=zero"], "'zero' is not a number of clones"),
         (["--cowfork-timeout=-3"], "'-3' is not a timeout"),
         (["--cowfork-scope=function"], "'function' is not a scope"),
+        (
+            ["--cowfork-hugepages=always"],
+            "'always' is not a huge pages mode: choose one of auto, on, off",
+        ),
     ],
 )
 def test_bad_options_stop_the_run_with_a_usage_error(
@@ -75,6 +79,7 @@ def test_bad_options_stop_the_run_with_a_usage_error(
         ("cowfork_jobs", "many", "ini option cowfork_jobs: 'many' is not a number"),
         ("cowfork_timeout", "later", "ini option cowfork_timeout: 'later' is not"),
         ("cowfork_scope", "item", "ini option cowfork_scope: 'item' is not a scope"),
+        ("cowfork_hugepages", "yes", "ini option cowfork_hugepages: 'yes' is not a"),
         ("cowfork_memory", "lots", "ini option cowfork_memory: *; write true or false"),
     ],
 )

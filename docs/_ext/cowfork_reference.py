@@ -59,6 +59,8 @@ def _sentence(text: str) -> str:
 def _accepted(dest: str) -> str | None:
     if dest == "cowfork_scope":
         return ", ".join(f"``{scope}``" for scope in settings.SCOPES)
+    if dest == "cowfork_hugepages":
+        return ", ".join(f"``{mode}``" for mode in settings.HUGEPAGES_MODES)
     return None
 
 
