@@ -49,7 +49,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -402,25 +402,35 @@ def run_pytest(
     expected: int,
     timeout: float,
     extra_env: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> float:
-    """Run pytest on ``suite``; return its wall time if it did as expected."""
+    """Run pytest on ``suite``; return its wall time if it did as expected.
+
+    :param on_start: called with the pytest process's pid once it started.
+    """
     args = tuple(args)
+    command = [*PYTEST, *args]
     env = pytest_env(root, extra_env or {})
     start = time.perf_counter()
-    try:
-        done = subprocess.run(
-            [*PYTEST, *args],
-            cwd=root / suite,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise SuiteFailed(f"timed out after {timeout:g} s") from None
+    with subprocess.Popen(
+        command,
+        cwd=root / suite,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        if on_start is not None:
+            on_start(process.pid)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise SuiteFailed(f"timed out after {timeout:g} s") from None
     seconds = time.perf_counter() - start
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     check_outcome(done, expected, collect_only="--collect-only" in args)
     return seconds
 
