@@ -17,14 +17,14 @@ import signal
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NoReturn
 
 import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import memory, wire
+from pytest_cowfork import memory, prefault, wire
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -92,6 +92,8 @@ def run(
     fds: CloneFds,
     template_pid: int,
     measure_memory: bool = False,
+    learn_pages: bool = False,
+    copy_ahead: Sequence[prefault.Run] = (),
 ) -> NoReturn:
     """Run ``item`` in this clone and exit; called right after the fork."""
     global slot
@@ -103,6 +105,8 @@ def run(
         slot = clone_id
         os.environ[CLONE_ID] = str(clone_id)
         if fds.go is not None:
+            # The previous clone is still running: take the faults now.
+            prefault.copy_ahead(copy_ahead)
             if not os.read(fds.go, 1):
                 # The template discarded this standby clone.
                 _exit(0)
@@ -114,7 +118,7 @@ def run(
                 _run_protocol(item, template_top, channel)
                 last: tuple[wire.Kind, Any] = (
                     wire.Kind.DONE,
-                    _costs(measure_memory),
+                    _costs(measure_memory, learn_pages),
                 )
             except pytest.exit.Exception as exc:
                 _quiet_teardown(item, template_top)
@@ -215,11 +219,12 @@ def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
     return (pytest.exit.Exception, KeyboardInterrupt)
 
 
-def _costs(measure_memory: bool) -> dict[str, int | None]:
+def _costs(measure_memory: bool, learn_pages: bool) -> dict[str, Any]:
     """Return what this clone cost, for its final message."""
     return {
         "max_rss": memory.peak_resident(),
         "private_dirty": memory.private_dirty() if measure_memory else None,
+        "written": prefault.written_runs() if learn_pages else None,
     }
 
 

@@ -14,12 +14,13 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from typing import IO
 
 import pytest
 from _pytest.capture import EncodedFile
 
-from pytest_cowfork import clone
+from pytest_cowfork import clone, prefault
 
 
 @dataclasses.dataclass
@@ -106,6 +107,8 @@ def fork_clone(
     standby: bool = False,
     clone_id: int | None = None,
     measure_memory: bool = False,
+    learn_pages: bool = False,
+    copy_ahead: Sequence[prefault.Run] = (),
 ) -> ForkedClone:
     """Fork a clone that runs ``item``; return the template's handle on it.
 
@@ -113,6 +116,8 @@ def fork_clone(
         before it runs ``item``, so forking it can overlap another clone's run.
     :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
     :param measure_memory: the clone reports the memory it copied.
+    :param learn_pages: the clone reports which pages it copied.
+    :param copy_ahead: pages a standby clone copies while it waits.
     """
     clone_id = slot if clone_id is None else clone_id
     # The template reports the location in any case: computed here, once,
@@ -152,7 +157,16 @@ def fork_clone(
                 capture_stderr=capture.stderr_text,
                 go=go_read,
             )
-            clone.run(item, clone_id, template_top, fds, template_pid, measure_memory)
+            clone.run(
+                item,
+                clone_id,
+                template_top,
+                fds,
+                template_pid,
+                measure_memory=measure_memory,
+                learn_pages=learn_pages,
+                copy_ahead=copy_ahead,
+            )
     finally:
         if os.getpid() == template_pid:
             gc.unfreeze()

@@ -24,6 +24,7 @@ from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
 from pytest_cowfork.hugepages import HugePages
 from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
+from pytest_cowfork.prefault import Learner
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
 from pytest_cowfork.warmup import (
@@ -70,6 +71,8 @@ class Template:
         self._owner: Job | None = None
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
+        #: Only standby clones copy pages ahead, and only one job has them.
+        self._pages = Learner(enabled=settings.jobs == 1)
         #: Under xdist, each worker's clones take their own range of ids.
         self._first_clone_id = _xdist_worker_number(config) * settings.jobs
 
@@ -201,6 +204,8 @@ class Template:
         slot = min(self._free_slots)
         self._free_slots.remove(slot)
         self.hugepages.before_fork()
+        # Forked on the spot, this clone has no time to copy pages ahead.
+        learns, _ = self._pages.next_clone()
         return fork_clone(
             item,
             slot,
@@ -208,6 +213,7 @@ class Template:
             self._spare_capture(),
             clone_id=self._first_clone_id + slot,
             measure_memory=self.settings.memory,
+            learn_pages=learns,
         )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
@@ -250,6 +256,7 @@ class Template:
         ):
             return
         template_top = list(nextitem.session._setupstate.stack)[-1]
+        learns, ahead = self._pages.next_clone()
         handle = fork_clone(
             nextitem,
             0,  # Standbys serve one job, whose only slot is 0.
@@ -258,6 +265,8 @@ class Template:
             standby=True,
             clone_id=self._first_clone_id,
             measure_memory=self.settings.memory,
+            learn_pages=learns,
+            copy_ahead=ahead,
         )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -382,6 +391,7 @@ class Template:
         self.stats.costs.add(
             job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
         )
+        self._pages.learn(job.written_runs())
         job.decode()
         stop = job.stop_request()
         if stop is not None:
