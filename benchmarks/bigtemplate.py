@@ -344,7 +344,12 @@ def descendants(pid: int) -> list[int]:
     while pending:
         current = pending.pop()
         found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            # The process ended while the sampler walked the tree.
+            continue
+        for task in tasks:
             try:
                 pending += map(int, (task / "children").read_text().split())
             except OSError:
