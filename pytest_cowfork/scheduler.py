@@ -92,6 +92,11 @@ class Scheduler:
         #: Clones whose outcome is known, not yet reaped.
         self._exiting: dict[int, Running] = {}
 
+    def fds(self) -> list[int]:
+        """Return the descriptors the loop itself holds open."""
+        fileno = getattr(self._selector, "fileno", None)
+        return [] if fileno is None else [fileno()]
+
     def add(self, clone: Running) -> None:
         """Start watching ``clone``."""
         self.running[clone.pid] = clone
