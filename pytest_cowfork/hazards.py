@@ -57,7 +57,8 @@ class Hazards:
                 self._warn(item, "threads", _threads_message(names))
         if not self.changed or {"sockets", "loops"} <= self._warned:
             return
-        sockets, selectors = _open_descriptors(self._owned(own_fds))
+        own_fds = set(own_fds)
+        sockets, selectors = _open_descriptors(own_fds, self._owned(own_fds))
         loops = _open_loops(selectors)
         if "loops" not in self._warned and (loops or selectors):
             self._warn(item, "loops", _loops_message(loops, selectors))
@@ -137,20 +138,28 @@ def _loops_message(loops: list[Any], selectors: list[int]) -> str:
     )
 
 
-def _open_descriptors(owned: set[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Return the sockets and epoll selectors open here, except ``owned`` ones."""
+def _open_descriptors(
+    own_fds: set[int], owned: set[tuple[int, int]]
+) -> tuple[list[int], list[int]]:
+    """Return the sockets and epoll selectors open here, except owned ones.
+
+    :param own_fds: cowfork's own descriptors, by number.
+    :param owned: sockets pytest or xdist hold, by identity.
+    """
     sockets: list[int] = []
     selectors: list[int] = []
     for fd in _fd_numbers():
+        if fd in own_fds:
+            continue
         try:
             info = os.fstat(fd)
         except OSError:
             # The listing's own descriptor, closed by now.
             continue
-        if _identity(info) in owned:
-            continue
         if stat.S_ISSOCK(info.st_mode):
-            sockets.append(fd)
+            if _identity(info) not in owned:
+                sockets.append(fd)
+        # Every epoll shares one anonymous inode: only its number tells it.
         elif stat.S_IFMT(info.st_mode) == 0 and _is_epoll(fd):
             selectors.append(fd)
     return sockets, selectors
