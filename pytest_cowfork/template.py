@@ -27,7 +27,12 @@ from pytest_cowfork.hazards import Hazards, PytestCowforkWarning
 from pytest_cowfork.hugepages import HugePages
 from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
-from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
+from pytest_cowfork.scheduler import (
+    Running,
+    Scheduler,
+    relay_to_terminal,
+    selector_fds,
+)
 from pytest_cowfork.settings import Settings, choose
 from pytest_cowfork.warmup import (
     is_warm,
@@ -204,7 +209,7 @@ class Template:
         template_top = self._warm(item)
         if template_top is not None:
             try:
-                self._hazards.check(item, own_fds=self._scheduler.fds())
+                self._hazards.check(item, own_fds=selector_fds())
             except PytestCowforkWarning as warning:
                 # This run turns warnings into errors: the item fails its setup.
                 item.stash[refusal_key] = str(warning)
