@@ -15,6 +15,7 @@ import os
 import selectors
 import signal
 import sys
+import weakref
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
@@ -87,6 +88,7 @@ class Scheduler:
         writes to its stdout or stderr outside pytest's capture."""
         self._relay = relay
         self._selector = selectors.DefaultSelector()
+        _schedulers.add(self)
         #: Clones whose outcome is not known yet.
         self.running: dict[int, Running] = {}
         #: Clones whose outcome is known, not yet reaped.
@@ -260,6 +262,21 @@ class Scheduler:
         if now >= clone.kill_at or quiet:
             _killpg(clone.pid)
             clone.kill_at = now + _DUMP_GRACE
+
+
+#: Every scheduler of this process: an inner pytest session (pytester) has
+#: its own, beside the outer session's.
+_schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+
+def selector_fds() -> list[int]:
+    """Return the descriptors every scheduler of this process holds open."""
+    fds = []
+    for scheduler in list(_schedulers):
+        fileno = getattr(scheduler._selector, "fileno", None)
+        if fileno is not None:
+            fds.append(fileno())
+    return fds
 
 
 def _pipes(handle: ForkedClone) -> tuple[tuple[int, Any], ...]:

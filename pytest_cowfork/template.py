@@ -12,20 +12,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
+from _pytest.warnings import catch_warnings_for_item
 
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
-from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
+from pytest_cowfork.hazards import Hazards, PytestCowforkWarning
 from pytest_cowfork.hugepages import HugePages
 from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
 from pytest_cowfork.prefault import Learner
-from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
+from pytest_cowfork.scheduler import (
+    Running,
+    Scheduler,
+    relay_to_terminal,
+    selector_fds,
+)
 from pytest_cowfork.settings import Settings, choose
 from pytest_cowfork.warmup import (
     is_warm,
@@ -67,7 +75,10 @@ class Template:
         #: The standby, once started before the main loop reached its item.
         self._early: tuple[pytest.Item, Running] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
-        self._threads = ThreadWatch()
+        self._hazards = Hazards(config)
+        #: The warning filters outside any item, which pytest starts each
+        #: item's filters from.
+        self._base_filters: list[Any] = []
         self._owner: Job | None = None
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
@@ -94,6 +105,7 @@ class Template:
             # running from state it could change.
             self._discard_standby()
             self._drain()
+            self._hazards.changed = True
         except KeyboardInterrupt:
             self._discard_standby()
             self._scheduler.interrupt_all()
@@ -121,6 +133,7 @@ class Template:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Iterator[None]:
         """Make sure no clone outlives the test loop, however it ends."""
+        self._base_filters = list(warnings.filters)
         try:
             return (yield)
         finally:
@@ -132,6 +145,12 @@ class Template:
                 files.close()
             self._all_capture.clear()
             self._capture_pool.clear()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self) -> None:
+        """Note that the template set something up the hazards may not know."""
+        if current_id() is None:
+            self._hazards.changed = True
 
     # The steps of one item's run, in order.
 
@@ -193,7 +212,7 @@ class Template:
         template_top = self._warm(item)
         if template_top is not None:
             try:
-                self._threads.check(item)
+                self._hazards.check(item, own_fds=selector_fds())
             except PytestCowforkWarning as warning:
                 # This run turns warnings into errors: the item fails its setup.
                 item.stash[refusal_key] = str(warning)
@@ -240,7 +259,8 @@ class Template:
         nothing runs here earlier than it would without a standby, and no
         thread would make the fork risky.
         """
-        if threading.active_count() > 1:
+        if threading.active_count() > 1 or self._hazards.changed:
+            # The checks run at the next ordinary fork.
             return
         try:
             choice = choose(nextitem, self.settings)
@@ -257,17 +277,18 @@ class Template:
             return
         template_top = list(nextitem.session._setupstate.stack)[-1]
         learns, ahead = self._pages.next_clone()
-        handle = fork_clone(
-            nextitem,
-            0,  # Standbys serve one job, whose only slot is 0.
-            template_top,  # type: ignore[arg-type]
-            self._spare_capture(),
-            standby=True,
-            clone_id=self._first_clone_id,
-            measure_memory=self.settings.memory,
-            learn_pages=learns,
-            copy_ahead=ahead,
-        )
+        with self._warning_filters(nextitem):
+            handle = fork_clone(
+                nextitem,
+                0,  # Standbys serve one job, whose only slot is 0.
+                template_top,  # type: ignore[arg-type]
+                self._spare_capture(),
+                standby=True,
+                clone_id=self._first_clone_id,
+                measure_memory=self.settings.memory,
+                learn_pages=learns,
+                copy_ahead=ahead,
+            )
         self._standby = (nextitem, handle, choice.timeout)
 
     def _take_standby(self, item: pytest.Item) -> ForkedClone | None:
@@ -356,6 +377,7 @@ class Template:
         """Run ``item`` in the template after all, as pytest's runner would."""
         self._discard_standby()
         self._drain()
+        self._hazards.changed = True
         if not started:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
@@ -462,6 +484,24 @@ class Template:
                 nodeid=item.nodeid, location=item.location
             )
             job.record_warnings()
+
+    @contextlib.contextmanager
+    def _warning_filters(self, item: pytest.Item) -> Iterator[None]:
+        """Give ``item``'s warning filters to a clone forked inside this block.
+
+        A standby is forked while another item's filters are in force; it
+        must have its own, as pytest sets them around each item's protocol.
+        """
+        if not self._config.pluginmanager.has_plugin("warnings"):
+            yield
+            return
+        with warnings.catch_warnings():
+            # pytest builds each item's filters on top of these.
+            warnings.filters = list(self._base_filters)
+            with catch_warnings_for_item(
+                self._config, item.ihook, when="runtest", item=item
+            ):
+                yield
 
     @contextlib.contextmanager
     def _capture(self, when: str, item: pytest.Item) -> Iterator[None]:

@@ -25,6 +25,21 @@ def _no_inherited_cowfork_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLONE_ID", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_without_asyncio(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run inner sessions without pytest-asyncio, unless they ask with -p asyncio.
+
+    Installed for the tests that check cowfork with it, it would otherwise
+    warn about its unset loop scope in every inner run.
+    """
+    if "pytester" in request.fixturenames:
+        # After pytester, which clears PYTEST_ADDOPTS when it starts.
+        request.getfixturevalue("pytester")
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
+
+
 def is_gone(pid: int) -> bool:
     """Return True if ``pid`` no longer runs (a zombie counts as gone)."""
     try:
