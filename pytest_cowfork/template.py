@@ -18,6 +18,7 @@ import pytest
 from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
+from pytest_cowfork import wire
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
@@ -26,6 +27,7 @@ from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
 from pytest_cowfork.scheduler import Running, Scheduler, relay_to_terminal
 from pytest_cowfork.settings import Settings, choose
+from pytest_cowfork.terminal import Lender, borrow
 from pytest_cowfork.warmup import (
     is_warm,
     warm,
@@ -72,6 +74,7 @@ class Template:
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
         #: Under xdist, each worker's clones take their own range of ids.
         self._first_clone_id = _xdist_worker_number(config) * settings.jobs
+        self._terminal = Lender(config, _debugger_refusal(config, settings))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(
@@ -115,6 +118,11 @@ class Template:
         if clone_id is not None:
             item.config.hook.pytest_cowfork_clone_started(item=item, clone_id=clone_id)
 
+    @pytest.hookimpl
+    def pytest_enter_pdb(self) -> None:
+        """In a clone, borrow the terminal for the debugger, or fail the test."""
+        borrow()
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Iterator[None]:
         """Make sure no clone outlives the test loop, however it ends."""
@@ -125,6 +133,7 @@ class Template:
             # Ctrl-C, the clones still running are not waited for.
             self._discard_standby()
             self._scheduler.kill_all()
+            self._terminal.reclaim()
             for files in self._all_capture:
                 files.close()
             self._all_capture.clear()
@@ -208,6 +217,7 @@ class Template:
             self._spare_capture(),
             clone_id=self._first_clone_id + slot,
             measure_memory=self.settings.memory,
+            debugger_refusal=self._terminal.refusal,
         )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
@@ -258,6 +268,7 @@ class Template:
             standby=True,
             clone_id=self._first_clone_id,
             measure_memory=self.settings.memory,
+            debugger_refusal=self._terminal.refusal,
         )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -305,9 +316,14 @@ class Template:
         shares with clones, and that work then overlaps the next test.
         """
         clone = job.clone
-        while clone.pid in self._scheduler.running:
-            self._scheduler.poll()
-            self._log(job, final=False)
+        try:
+            while clone.pid in self._scheduler.running:
+                self._scheduler.poll()
+                self._log(job, final=False)
+                self._lend_terminal(job)
+        finally:
+            # Before the next clone starts, which may ask for it too.
+            self._terminal.reclaim()
         del self._jobs[clone.pid]
         self._free_slots.append(clone.handle.slot)
         job.owns_teardown = True
@@ -320,6 +336,25 @@ class Template:
         if owner is not None:
             self._tear_down_wide(owner)
             self._log(owner, final=True)
+
+    def _lend_terminal(self, job: Job) -> None:
+        """Answer the clone's request for the terminal, if it made one.
+
+        Called once the reports that arrived before the request are logged,
+        so they reach the terminal before anything the debugger writes.
+        """
+        clone = job.clone
+        handle = clone.handle
+        if handle.answers is None or job.terminal_answered:
+            return
+        if not any(kind is wire.Kind.TERMINAL for kind, _ in clone.messages):
+            return
+        job.terminal_answered = True
+        lent = self._terminal.lend(clone.pid)
+        if lent:
+            # A debugger waits for its user, however long that takes.
+            clone.timeout = None
+        handle.answer(lent)
 
     def _start_next_early(self, job: Job) -> None:
         """Start the standby now if nothing in ``job`` can stop the run.
@@ -368,6 +403,7 @@ class Template:
         for job in self._jobs.values():
             if job.live:
                 self._log(job, final=False)
+                self._lend_terminal(job)
         for clone in ended:
             job = self._jobs.pop(clone.pid)
             try:
@@ -469,6 +505,22 @@ class Template:
             self._all_capture.append(files)
             return files
         return self._capture_pool.pop()
+
+
+def _debugger_refusal(config: pytest.Config, settings: Settings) -> str | None:
+    """Return why a debugger may not start in this run's clones, or None."""
+    if getattr(config, "workerinput", None) is not None:
+        return (
+            "a debugger needs the terminal, which a clone under pytest-xdist "
+            "does not have: run this test again without -n, or with --no-cowfork"
+        )
+    if settings.jobs > 1:
+        return (
+            "a debugger needs the terminal, which a clone gets only with "
+            f"--cowfork-jobs 1 (this run has {settings.jobs}): run this test "
+            "again with --cowfork-jobs 1, or with --no-cowfork"
+        )
+    return None
 
 
 def _xdist_worker_number(config: pytest.Config) -> int:
