@@ -121,6 +121,7 @@ class Template:
     @pytest.hookimpl
     def pytest_enter_pdb(self) -> None:
         """In a clone, borrow the terminal for the debugger, or fail the test."""
+        __tracebackhide__ = True
         borrow()
 
     @pytest.hookimpl(wrapper=True)
@@ -511,14 +512,15 @@ def _debugger_refusal(config: pytest.Config, settings: Settings) -> str | None:
     """Return why a debugger may not start in this run's clones, or None."""
     if getattr(config, "workerinput", None) is not None:
         return (
-            "a debugger needs the terminal, which a clone under pytest-xdist "
-            "does not have: run this test again without -n, or with --no-cowfork"
+            "this test started a debugger, which needs the terminal, and a clone "
+            "under pytest-xdist has none: run the test again without -n, or "
+            "with --no-cowfork"
         )
     if settings.jobs > 1:
         return (
-            "a debugger needs the terminal, which a clone gets only with "
-            f"--cowfork-jobs 1 (this run has {settings.jobs}): run this test "
-            "again with --cowfork-jobs 1, or with --no-cowfork"
+            "this test started a debugger, which needs the terminal, and a clone "
+            f"gets it only with --cowfork-jobs 1 (this run has {settings.jobs}): "
+            "run the test again with --cowfork-jobs 1, or with --no-cowfork"
         )
     return None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pdb
 import signal
 import sys
 import termios
@@ -155,9 +156,12 @@ def may_not_borrow(config: pytest.Config, reason: str) -> None:
     """Make every debugger in this clone fail its test, saying ``reason``."""
     global _refusal
     _refusal = (config, reason)
+    # These fail before pytest writes its debugger heading; a debugger
+    # started another way fails when pytest announces it.
     if os.environ.get("PYTHONBREAKPOINT") != "0":
-        # Fails before pytest writes its debugger heading.
-        sys.breakpointhook = _refuse_breakpoint
+        sys.breakpointhook = _refuse_debugger
+    pdb.set_trace = _refuse_debugger
+    pytest.set_trace = _refuse_debugger
 
 
 def borrow(capture_suspended: bool = True) -> None:
@@ -173,6 +177,7 @@ def borrow(capture_suspended: bool = True) -> None:
     :raises pytest.fail.Exception: no clone may borrow the terminal in
         this run.
     """
+    __tracebackhide__ = True
     if _refusal is not None:
         config, reason = _refusal
         if capture_suspended:
@@ -189,7 +194,8 @@ def borrow(capture_suspended: bool = True) -> None:
     _use_originals(borrower.config, borrower.originals)
 
 
-def _refuse_breakpoint(*args: object, **kwargs: object) -> None:
+def _refuse_debugger(*args: object, **kwargs: object) -> None:
+    __tracebackhide__ = True
     assert _refusal is not None
     pytest.fail(_refusal[1])
 
