@@ -6,6 +6,10 @@ pseudo-terminal of its own, as pytest's own debugging tests do.
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -363,3 +367,65 @@ def test_pythonbreakpoint_0_still_turns_breakpoint_off_with_several_jobs(
     result = run(pytester, "--cowfork", "--cowfork-jobs", "2")
 
     result.assert_outcomes(passed=1)
+
+
+def test_a_clone_killed_in_its_debugger_gives_the_terminal_back(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        def test_killed():
+            pid = os.getpid()
+            breakpoint()
+
+        @pytest.mark.no_cowfork
+        def test_in_the_template():
+            where = "template"
+            breakpoint()
+        """
+    )
+
+    child = spawn(pytester, "--cowfork")
+    child.expect(PROMPT)
+    child.sendline("p f'pid={pid}'")
+    child.expect(r"pid=(\d+)")
+    pid = int(child.match.group(1))
+    child.expect(PROMPT)
+    # Killed from outside while its debugger reads a line.
+    os.kill(pid, signal.SIGKILL)
+    child.expect(PROMPT)
+    child.sendline("p where")
+    child.expect("'template'")
+    child.expect(PROMPT)
+    child.sendline("c")
+    rest, status = finish(child)
+
+    assert "was killed by signal SIGKILL (9) during call" in rest
+    assert "1 failed, 1 passed" in rest
+    assert status == 1
+
+
+def test_a_debugger_reads_end_of_file_when_pytest_runs_in_the_background(
+    pytester: pytest.Pytester,
+) -> None:
+    """The terminal belongs to the shell then: taking it would steal it."""
+    pytester.makepyfile(
+        """
+        def test_debugs():
+            breakpoint()
+        """
+    )
+    pytest_command = f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider"
+
+    child = pytester.spawn(
+        shlex.join(["sh", "-c", f"set -m; {pytest_command} --cowfork & wait"]),
+        expect_timeout=INNER_TIMEOUT,
+    )
+    rest, status = finish(child)
+
+    assert "FAILED test_a_debugger_reads_end_of_file" in rest
+    assert "bdb.BdbQuit" in rest
+    assert status == 0  # The status of sh's wait.
