@@ -192,6 +192,9 @@ def borrow(capture_suspended: bool = True) -> None:
     if os.read(borrower.answers, 1) != LENT:
         return
     _use_originals(borrower.config, borrower.originals)
+    # Ctrl-Z would stop this clone alone, while the shell waits for the
+    # template, which waits for the clone: nothing could resume it.
+    signal.signal(signal.SIGTSTP, signal.SIG_IGN)
 
 
 def _refuse_debugger(*args: object, **kwargs: object) -> None:

@@ -429,3 +429,27 @@ def test_a_debugger_reads_end_of_file_when_pytest_runs_in_the_background(
     assert "FAILED test_a_debugger_reads_end_of_file" in rest
     assert "bdb.BdbQuit" in rest
     assert status == 0  # The status of sh's wait.
+
+
+def test_ctrl_z_does_not_stop_a_clone_that_holds_the_terminal(
+    pytester: pytest.Pytester,
+) -> None:
+    """Nothing would resume it: the shell waits for the template."""
+    pytester.makepyfile(
+        """
+        def test_debugged():
+            breakpoint()
+        """
+    )
+
+    child = spawn(pytester, "--cowfork")
+    child.expect(PROMPT)
+    child.sendcontrol("z")
+    child.sendline("p 'still' + ' here'")
+    child.expect("still here")
+    child.expect(PROMPT)
+    child.sendline("c")
+    rest, status = finish(child)
+
+    assert "1 passed" in rest
+    assert status == 0
