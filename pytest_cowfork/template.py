@@ -351,7 +351,8 @@ class Template:
         if not any(kind is wire.Kind.TERMINAL for kind, _ in clone.messages):
             return
         job.terminal_answered = True
-        lent = self._terminal.lend(clone.pid)
+        # A clone past its time limit is about to be killed.
+        lent = not clone.timed_out and self._terminal.lend(clone.pid)
         if lent:
             # A debugger waits for its user, however long that takes.
             clone.timeout = None
@@ -404,7 +405,6 @@ class Template:
         for job in self._jobs.values():
             if job.live:
                 self._log(job, final=False)
-                self._lend_terminal(job)
         for clone in ended:
             job = self._jobs.pop(clone.pid)
             try:

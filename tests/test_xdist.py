@@ -80,3 +80,29 @@ def test_several_jobs_per_worker_are_refused(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*--cowfork-jobs=2 cannot be combined with xdist's -n*add processes with -n*"]
     )
+
+
+def test_a_debugger_in_a_clone_of_a_worker_fails_its_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """A worker has no terminal to lend; without this, pdb reads end of file."""
+    pytester.makepyfile(
+        """
+        def test_debugs():
+            breakpoint()
+
+        def test_other():
+            pass
+        """
+    )
+
+    result = run(pytester, "--cowfork", "-n", "1")
+
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*Failed: this test started a debugger, which needs the terminal, and "
+            "a clone under pytest-xdist has none: run the test again without -n, "
+            "or with --no-cowfork"
+        ]
+    )
