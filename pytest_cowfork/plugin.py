@@ -161,8 +161,12 @@ def _refuse_debugging_options(config: pytest.Config, jobs: int) -> None:
         if config.getoption(dest, False)
     ]
     if given:
+        if config.getoption("cowfork_jobs") is None:
+            source = f"cowfork_jobs = {jobs} (from the ini file)"
+        else:
+            source = f"--cowfork-jobs={jobs}"
         raise pytest.UsageError(
-            f"{' and '.join(given)} cannot be combined with --cowfork-jobs={jobs}: "
+            f"{' and '.join(given)} cannot be combined with {source}: "
             "a debugger needs the terminal, which only one clone at a time can "
             "have; add --cowfork-jobs 1 (the default), or --no-cowfork to debug "
             "in the pytest process"

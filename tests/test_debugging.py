@@ -306,7 +306,12 @@ def test_debugging_options_are_refused_with_several_jobs_from_the_ini_file(
     result = run(pytester, "--cowfork", "--pdb")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --pdb cannot be combined with *jobs=3*"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --pdb cannot be combined with cowfork_jobs = 3 (from the ini "
+            "file): *add --cowfork-jobs 1*"
+        ]
+    )
 
 
 def test_pdb_with_several_jobs_is_allowed_when_nothing_forks(
