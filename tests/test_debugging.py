@@ -231,10 +231,10 @@ def test_the_time_limit_stops_while_a_debugger_holds_the_terminal(
         """
     )
 
-    child = spawn(pytester, "--cowfork --cowfork-timeout 0.5")
+    child = spawn(pytester, "--cowfork --cowfork-timeout 1")
     child.expect(PROMPT)
     # Longer than the limit, spent in the debugger.
-    child.sendline("import time; time.sleep(1.5); print('slept')")
+    child.sendline("import time; time.sleep(2); print('slept')")
     child.expect("slept")
     child.expect(PROMPT)
     child.sendline("c")
@@ -253,11 +253,12 @@ def test_no_capture_shows_a_clones_output_while_its_test_runs(
     pytester.makepyfile(
         f"""
         import os
+        import time
 
         def test_prints_then_waits():
             print("first line", flush=True)
             while not os.path.exists({str(go)!r}):
-                pass
+                time.sleep(0.01)
             print("second line")
         """
     )
