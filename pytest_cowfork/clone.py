@@ -2,9 +2,10 @@
 
 Nothing here returns to the caller: the clone ends in ``os._exit``, so no
 atexit handler, buffered output or pytest teardown of the template runs
-twice. A clone never writes to the terminal on its own behalf; its reports
+twice. A clone does not write to the terminal on its own behalf; its reports
 go to the template over the channel and its file descriptors 1 and 2 are
-pipes the template reads.
+pipes the template reads, until a debugger borrows the terminal (see
+:mod:`pytest_cowfork.terminal`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import memory, prefault, wire
+from pytest_cowfork import memory, prefault, terminal, wire
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -64,6 +65,11 @@ class CloneFds:
     #: A standby clone waits for a byte on this pipe before it runs its
     #: item, and exits quietly at end of file; None to run at once.
     go: int | None = None
+    #: Where the template answers a request for the terminal; None if the
+    #: clone may not borrow it.
+    answers: int | None = None
+    #: Why a debugger may not start in the clone, when it may not.
+    debugger_refusal: str | None = None
 
 
 class _Channel:
@@ -101,7 +107,18 @@ def run(
     channel = _Channel(fds.channel)
     try:
         _detach(template_pid)
-        _redirect(item.config, fds)
+        config = item.config
+        if fds.answers is not None:
+            originals = terminal.keep_originals(config)
+            terminal.may_borrow(
+                config,
+                lambda: channel.send(wire.Kind.TERMINAL, None),
+                fds.answers,
+                originals,
+            )
+        elif fds.debugger_refusal is not None:
+            terminal.may_not_borrow(config, fds.debugger_refusal)
+        _redirect(config, fds)
         slot = clone_id
         os.environ[CLONE_ID] = str(clone_id)
         if fds.go is not None:
@@ -201,11 +218,16 @@ def _run_phase(
         item=item, call=call
     )
     interactive = check_interactive_exception(call, report)
-    if interactive and item.config.getoption("usepdb", False):
+    debugging = interactive and item.config.getoption("usepdb", False)
+    if debugging:
         # The debugger shows this failure; the summary must not again.
         report._pdbshown = True  # type: ignore[attr-defined]
     # Sent first, so that a debugger quitting the session cannot lose it.
     channel.send(wire.Kind.REPORT, _serialize(item.config, report))
+    if debugging:
+        # Asked now, so the template logs the failure before the debugger
+        # writes to the terminal, as pytest does.
+        terminal.borrow(capture_suspended=False)
     if interactive:
         item.ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report

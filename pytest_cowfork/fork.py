@@ -20,7 +20,7 @@ from typing import IO
 import pytest
 from _pytest.capture import EncodedFile
 
-from pytest_cowfork import clone, prefault
+from pytest_cowfork import clone, prefault, terminal
 
 
 @dataclasses.dataclass
@@ -84,6 +84,9 @@ class ForkedClone:
     go: int | None = None
     #: Seconds the template spent in ``os.fork()`` for this clone.
     fork_time: float = 0.0
+    #: The write end of the pipe that answers the clone's request for the
+    #: terminal, or None if it may not borrow it.
+    answers: int | None = None
 
     def start(self) -> None:
         """Let a standby clone run its item."""
@@ -97,6 +100,18 @@ class ForkedClone:
         assert self.go is not None
         os.close(self.go)
         self.go = None
+        self.close_answers()
+
+    def answer(self, lent: bool) -> None:
+        """Tell the clone whether the terminal is its own now."""
+        assert self.answers is not None
+        with contextlib.suppress(OSError):  # The clone died meanwhile.
+            os.write(self.answers, terminal.LENT if lent else terminal.NOT_LENT)
+
+    def close_answers(self) -> None:
+        if self.answers is not None:
+            os.close(self.answers)
+            self.answers = None
 
 
 def fork_clone(
@@ -109,6 +124,7 @@ def fork_clone(
     measure_memory: bool = False,
     learn_pages: bool = False,
     copy_ahead: Sequence[prefault.Run] = (),
+    debugger_refusal: str | None = None,
 ) -> ForkedClone:
     """Fork a clone that runs ``item``; return the template's handle on it.
 
@@ -118,6 +134,8 @@ def fork_clone(
     :param measure_memory: the clone reports the memory it copied.
     :param learn_pages: the clone reports which pages it copied.
     :param copy_ahead: pages a standby clone copies while it waits.
+    :param debugger_refusal: why a debugger may not start in the clone; if
+        None, the clone may ask for the terminal.
     """
     clone_id = slot if clone_id is None else clone_id
     # The template reports the location in any case: computed here, once,
@@ -126,6 +144,8 @@ def fork_clone(
     item.config.hook.pytest_cowfork_before_fork(item=item, clone_id=clone_id)
     pipes = [os.pipe() for _ in range(4)]
     go_read, go_write = os.pipe() if standby else (None, None)
+    lendable = debugger_refusal is None
+    answers_read, answers_write = os.pipe() if lendable else (None, None)
     capture.reset()
     # Buffered output would otherwise be written once by each process.
     for stream in (sys.stdout, sys.stderr):
@@ -145,8 +165,9 @@ def fork_clone(
         if pid == 0:
             for read_end, _ in pipes:
                 os.close(read_end)
-            if go_write is not None:
-                os.close(go_write)
+            for unused in (go_write, answers_write):
+                if unused is not None:
+                    os.close(unused)
             channel, stdout, stderr, diag = (write_end for _, write_end in pipes)
             fds = clone.CloneFds(
                 channel=channel,
@@ -156,6 +177,8 @@ def fork_clone(
                 capture_stdout=capture.stdout_text,
                 capture_stderr=capture.stderr_text,
                 go=go_read,
+                answers=answers_read,
+                debugger_refusal=debugger_refusal,
             )
             clone.run(
                 item,
@@ -179,8 +202,9 @@ def fork_clone(
     for read_end, write_end in pipes:
         os.close(write_end)
         os.set_blocking(read_end, False)
-    if go_read is not None:
-        os.close(go_read)
+    for unused in (go_read, answers_read):
+        if unused is not None:
+            os.close(unused)
     channel, stdout, stderr, diag = (read_end for read_end, _ in pipes)
     return ForkedClone(
         pid=pid,
@@ -194,6 +218,7 @@ def fork_clone(
         capture=capture,
         go=go_write,
         fork_time=fork_time,
+        answers=answers_write,
     )
 
 

@@ -37,6 +37,8 @@ class Job:
     reports: list[pytest.TestReport] = dataclasses.field(default_factory=list)
     decoded: int = 0
     logged: int = 0
+    #: The clone asked for the terminal and was answered.
+    terminal_answered: bool = False
 
     def decode(self) -> None:
         """Turn newly arrived report messages into TestReports."""

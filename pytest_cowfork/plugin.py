@@ -98,6 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "each xdist worker is already a template that forks its clones one "
             "at a time; add processes with -n instead"
         )
+    if chosen.jobs > 1 and not chosen.disabled:
+        _refuse_debugging_options(config, chosen.jobs)
     config.pluginmanager.register(Template(config, chosen), _PLUGIN_NAME)
 
 
@@ -149,6 +151,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"cowfork: {moved / 2**20:.0f} MiB of the template moved onto "
                 f"huge pages in {template.hugepages.seconds:.2f} s"
             )
+
+
+def _refuse_debugging_options(config: pytest.Config, jobs: int) -> None:
+    """Refuse --pdb and --trace when several clones share the terminal."""
+    given = [
+        flag
+        for flag, dest in (("--pdb", "usepdb"), ("--trace", "trace"))
+        if config.getoption(dest, False)
+    ]
+    if given:
+        if config.getoption("cowfork_jobs") is None:
+            source = f"cowfork_jobs = {jobs} (from the ini file)"
+        else:
+            source = f"--cowfork-jobs={jobs}"
+        raise pytest.UsageError(
+            f"{' and '.join(given)} cannot be combined with {source}: "
+            "a debugger needs the terminal, which only one clone at a time can "
+            "have; add --cowfork-jobs 1 (the default), or --no-cowfork to debug "
+            "in the pytest process"
+        )
 
 
 @pytest.fixture

@@ -136,6 +136,7 @@ class Scheduler:
         """Kill a clone that never ran, and reap it when it has exited."""
         for fd, _ in _pipes(handle):
             os.close(fd)
+        handle.close_answers()
         _killpg(handle.pid)
         clone = Running(handle=handle, timeout=None)
         self._exiting[handle.pid] = clone
@@ -234,6 +235,7 @@ class Scheduler:
             if self._has(fd):
                 self._selector.unregister(fd)
             os.close(fd)
+        clone.handle.close_answers()
         # Whatever the test left running in the clone's group goes with it.
         _killpg(clone.pid)
         del self.running[clone.pid]

@@ -21,6 +21,7 @@ from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 from _pytest.warnings import catch_warnings_for_item
 
+from pytest_cowfork import wire
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import Hazards, PytestCowforkWarning
@@ -35,6 +36,7 @@ from pytest_cowfork.scheduler import (
     selector_fds,
 )
 from pytest_cowfork.settings import Settings, choose
+from pytest_cowfork.terminal import Lender, borrow
 from pytest_cowfork.warmup import (
     is_warm,
     warm,
@@ -86,6 +88,7 @@ class Template:
         self._pages = Learner(enabled=settings.jobs == 1)
         #: Under xdist, each worker's clones take their own range of ids.
         self._first_clone_id = _xdist_worker_number(config) * settings.jobs
+        self._terminal = Lender(config, _debugger_refusal(config, settings))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(
@@ -130,6 +133,12 @@ class Template:
         if clone_id is not None:
             item.config.hook.pytest_cowfork_clone_started(item=item, clone_id=clone_id)
 
+    @pytest.hookimpl
+    def pytest_enter_pdb(self) -> None:
+        """In a clone, borrow the terminal for the debugger, or fail the test."""
+        __tracebackhide__ = True
+        borrow()
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Iterator[None]:
         """Make sure no clone outlives the test loop, however it ends."""
@@ -141,6 +150,7 @@ class Template:
             # Ctrl-C, the clones still running are not waited for.
             self._discard_standby()
             self._scheduler.kill_all()
+            self._terminal.reclaim()
             for files in self._all_capture:
                 files.close()
             self._all_capture.clear()
@@ -233,6 +243,7 @@ class Template:
             clone_id=self._first_clone_id + slot,
             measure_memory=self.settings.memory,
             learn_pages=learns,
+            debugger_refusal=self._terminal.refusal,
         )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
@@ -288,6 +299,7 @@ class Template:
                 measure_memory=self.settings.memory,
                 learn_pages=learns,
                 copy_ahead=ahead,
+                debugger_refusal=self._terminal.refusal,
             )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -335,9 +347,14 @@ class Template:
         shares with clones, and that work then overlaps the next test.
         """
         clone = job.clone
-        while clone.pid in self._scheduler.running:
-            self._scheduler.poll()
-            self._log(job, final=False)
+        try:
+            while clone.pid in self._scheduler.running:
+                self._scheduler.poll()
+                self._log(job, final=False)
+                self._lend_terminal(job)
+        finally:
+            # Before the next clone starts, which may ask for it too.
+            self._terminal.reclaim()
         del self._jobs[clone.pid]
         self._free_slots.append(clone.handle.slot)
         job.owns_teardown = True
@@ -350,6 +367,26 @@ class Template:
         if owner is not None:
             self._tear_down_wide(owner)
             self._log(owner, final=True)
+
+    def _lend_terminal(self, job: Job) -> None:
+        """Answer the clone's request for the terminal, if it made one.
+
+        Called once the reports that arrived before the request are logged,
+        so they reach the terminal before anything the debugger writes.
+        """
+        clone = job.clone
+        handle = clone.handle
+        if handle.answers is None or job.terminal_answered:
+            return
+        if not any(kind is wire.Kind.TERMINAL for kind, _ in clone.messages):
+            return
+        job.terminal_answered = True
+        # A clone past its time limit is about to be killed.
+        lent = not clone.timed_out and self._terminal.lend(clone.pid)
+        if lent:
+            # A debugger waits for its user, however long that takes.
+            clone.timeout = None
+        handle.answer(lent)
 
     def _start_next_early(self, job: Job) -> None:
         """Start the standby now if nothing in ``job`` can stop the run.
@@ -519,6 +556,23 @@ class Template:
             self._all_capture.append(files)
             return files
         return self._capture_pool.pop()
+
+
+def _debugger_refusal(config: pytest.Config, settings: Settings) -> str | None:
+    """Return why a debugger may not start in this run's clones, or None."""
+    if getattr(config, "workerinput", None) is not None:
+        return (
+            "this test started a debugger, which needs the terminal, and a clone "
+            "under pytest-xdist has none: run the test again without -n, or "
+            "with --no-cowfork"
+        )
+    if settings.jobs > 1:
+        return (
+            "this test started a debugger, which needs the terminal, and a clone "
+            f"gets it only with --cowfork-jobs 1 (this run has {settings.jobs}): "
+            "run the test again with --cowfork-jobs 1, or with --no-cowfork"
+        )
+    return None
 
 
 def _xdist_worker_number(config: pytest.Config) -> int:

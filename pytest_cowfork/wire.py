@@ -44,6 +44,8 @@ class Kind(enum.IntEnum):
     #: A warning the test raised: ``{"message", "category", "filename",
     #: "lineno"}``, the category as ``module:qualname``.
     WARNING = 6
+    #: A debugger is about to start: the clone waits for the terminal.
+    TERMINAL = 7
 
 
 class WireError(Exception):

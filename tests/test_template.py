@@ -193,7 +193,7 @@ def test_a_thread_warning_turned_error_fails_the_test_it_would_fork(
 def test_pdb_still_reports_the_failure_it_stops_at(
     pytester: pytest.Pytester,
 ) -> None:
-    """A clone's stdin is /dev/null: its debugger quits, after the report."""
+    """At end of file on standard input, the debugger quits, after the report."""
     pytester.makepyfile(
         """
         def test_fails():

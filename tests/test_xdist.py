@@ -334,3 +334,29 @@ def test_standby_clones_serve_the_items_xdist_hands_out(
         assert forked == ran.read_text().splitlines()
         overlapped += len((pytester.path / f"overlapped.{worker}").read_text())
     assert overlapped >= 40 - 2, "each worker's last test has no next one"
+
+
+def test_a_debugger_in_a_clone_of_a_worker_fails_its_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """A worker has no terminal to lend; without this, pdb reads end of file."""
+    pytester.makepyfile(
+        """
+        def test_debugs():
+            breakpoint()
+
+        def test_other():
+            pass
+        """
+    )
+
+    result = run(pytester, "--cowfork", "-n", "1")
+
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*Failed: this test started a debugger, which needs the terminal, and "
+            "a clone under pytest-xdist has none: run the test again without -n, "
+            "or with --no-cowfork"
+        ]
+    )
