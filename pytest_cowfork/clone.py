@@ -18,13 +18,17 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
 from pytest_cowfork import memory, wire
+from pytest_cowfork.coverage import CloneCoverage
+
+if TYPE_CHECKING:
+    from coverage import Coverage
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -40,6 +44,8 @@ _getpid = os.getpid
 #: This process's clone id once it is a clone: its slot, 0 to jobs - 1,
 #: offset by jobs times the xdist worker number under xdist.
 slot: int | None = None
+#: What coverage.py measures in this clone, when it measures.
+_coverage: CloneCoverage | None = None
 
 
 def current_id() -> int | None:
@@ -92,9 +98,10 @@ def run(
     fds: CloneFds,
     template_pid: int,
     measure_memory: bool = False,
+    cov: Coverage | None = None,
 ) -> NoReturn:
     """Run ``item`` in this clone and exit; called right after the fork."""
-    global slot
+    global slot, _coverage
     status = 70
     channel = _Channel(fds.channel)
     try:
@@ -102,6 +109,10 @@ def run(
         _redirect(item.config, fds)
         slot = clone_id
         os.environ[CLONE_ID] = str(clone_id)
+        if cov is not None:
+            _coverage = CloneCoverage.start(
+                cov, lambda payload: channel.send(wire.Kind.COVERAGE, payload)
+            )
         if fds.go is not None:
             if not os.read(fds.go, 1):
                 # The template discarded this standby clone.
@@ -129,6 +140,7 @@ def run(
             channel.send(wire.Kind.WARNING, _warning_payload(warning))
         # The template kills the clone as soon as the last message arrives.
         _flush_stdio()
+        _send_coverage()
         channel.send(*last)
         status = 0
     except BaseException:
@@ -200,6 +212,8 @@ def _run_phase(
     if interactive and item.config.getoption("usepdb", False):
         # The debugger shows this failure; the summary must not again.
         report._pdbshown = True  # type: ignore[attr-defined]
+    # A crash in a later phase loses only what that phase measured.
+    _send_coverage()
     # Sent first, so that a debugger quitting the session cannot lose it.
     channel.send(wire.Kind.REPORT, _serialize(item.config, report))
     if interactive:
@@ -213,6 +227,11 @@ def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
         # The debugger handles Ctrl-C itself.
         return (pytest.exit.Exception,)
     return (pytest.exit.Exception, KeyboardInterrupt)
+
+
+def _send_coverage() -> None:
+    if _coverage is not None:
+        _coverage.send()
 
 
 def _costs(measure_memory: bool) -> dict[str, int | None]:

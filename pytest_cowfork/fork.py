@@ -14,12 +14,15 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pytest
 from _pytest.capture import EncodedFile
 
 from pytest_cowfork import clone
+
+if TYPE_CHECKING:
+    from coverage import Coverage
 
 
 @dataclasses.dataclass
@@ -106,6 +109,7 @@ def fork_clone(
     standby: bool = False,
     clone_id: int | None = None,
     measure_memory: bool = False,
+    cov: Coverage | None = None,
 ) -> ForkedClone:
     """Fork a clone that runs ``item``; return the template's handle on it.
 
@@ -113,6 +117,8 @@ def fork_clone(
         before it runs ``item``, so forking it can overlap another clone's run.
     :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
     :param measure_memory: the clone reports the memory it copied.
+    :param cov: the coverage.py instance measuring the template, which the
+        clone goes on measuring with; None when coverage is not measured.
     """
     clone_id = slot if clone_id is None else clone_id
     # The template reports the location in any case: computed here, once,
@@ -152,7 +158,9 @@ def fork_clone(
                 capture_stderr=capture.stderr_text,
                 go=go_read,
             )
-            clone.run(item, clone_id, template_top, fds, template_pid, measure_memory)
+            clone.run(
+                item, clone_id, template_top, fds, template_pid, measure_memory, cov
+            )
     finally:
         if os.getpid() == template_pid:
             gc.unfreeze()

@@ -16,6 +16,7 @@ from pytest_cowfork import clone, hookspecs, memory, settings
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
+_COVERAGE_PLUGIN_NAME = "cowfork-coverage"
 
 
 @pytest.hookimpl
@@ -98,7 +99,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "each xdist worker is already a template that forks its clones one "
             "at a time; add processes with -n instead"
         )
-    config.pluginmanager.register(Template(config, chosen), _PLUGIN_NAME)
+    template = Template(config, chosen)
+    config.pluginmanager.register(template, _PLUGIN_NAME)
+    config.pluginmanager.register(template.coverage, _COVERAGE_PLUGIN_NAME)
 
 
 @pytest.hookimpl

@@ -19,6 +19,7 @@ from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
 from pytest_cowfork.clone import current_id
+from pytest_cowfork.coverage import TemplateCoverage
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
 from pytest_cowfork.hugepages import HugePages
@@ -70,6 +71,8 @@ class Template:
         self._owner: Job | None = None
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
+        #: Gathers what clones measure, when coverage.py measures this run.
+        self.coverage = TemplateCoverage()
         #: Under xdist, each worker's clones take their own range of ids.
         self._first_clone_id = _xdist_worker_number(config) * settings.jobs
 
@@ -208,6 +211,7 @@ class Template:
             self._spare_capture(),
             clone_id=self._first_clone_id + slot,
             measure_memory=self.settings.memory,
+            cov=self.coverage.before_fork(),
         )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
@@ -258,6 +262,7 @@ class Template:
             standby=True,
             clone_id=self._first_clone_id,
             measure_memory=self.settings.memory,
+            cov=self.coverage.before_fork(),
         )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -379,6 +384,7 @@ class Template:
     def _complete(self, job: Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
         job.report_finished()
+        self.coverage.receive(job.coverage_payloads())
         self.stats.costs.add(
             job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
         )
