@@ -129,18 +129,19 @@ def run(
                 )
             except pytest.exit.Exception as exc:
                 _quiet_teardown(item, template_top)
+                _send_coverage()
                 last = (
                     wire.Kind.EXIT,
                     {"msg": str(exc.msg), "returncode": exc.returncode},
                 )
             except KeyboardInterrupt as exc:
                 _quiet_teardown(item, template_top)
+                _send_coverage()
                 last = (wire.Kind.INTERRUPT, {"msg": str(exc)})
         for warning in caught:
             channel.send(wire.Kind.WARNING, _warning_payload(warning))
         # The template kills the clone as soon as the last message arrives.
         _flush_stdio()
-        _send_coverage()
         channel.send(*last)
         status = 0
     except BaseException:

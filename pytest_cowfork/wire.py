@@ -44,9 +44,9 @@ class Kind(enum.IntEnum):
     #: A warning the test raised: ``{"message", "category", "filename",
     #: "lineno"}``, the category as ``module:qualname``.
     WARNING = 6
-    #: What coverage.py measured in the clone since its last such message:
-    #: ``{"data": str}``, ``CoverageData.dumps()`` in base64, or
-    #: ``{"problem": str}`` if the clone could not measure.
+    #: All coverage.py measured in the clone so far: ``{"data": str}``,
+    #: ``CoverageData.dumps()`` in base64; or ``{"problem": str}`` if the
+    #: clone could not measure.
     COVERAGE = 7
 
 

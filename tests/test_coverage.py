@@ -60,6 +60,13 @@ def test_calls(wide, per_test):
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_outer_coverage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a coverage.py measuring this suite out of the inner runs."""
+    for name in ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(**{"pkg/__init__.py": "", "pkg/mod.py": MOD})
