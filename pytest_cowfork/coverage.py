@@ -53,18 +53,17 @@ class TemplateCoverage:
         cov = _measuring()
         if cov is None:
             return None
-        unsupported = _diversion_problem(cov)
-        if unsupported is not None:
-            self.problem = unsupported
+        if not _divert(cov, None):
+            self.problem = _unknown_coverage()
             return None
         try:
             with _quiet():
                 cov.get_data()
+            if self._cov is None:
+                _warm_up()
         except Exception as exc:
             self.problem = f"coverage.py failed to save the template's data: {exc!r}"
             return None
-        if self._cov is None:
-            _warm_up()
         self._cov = cov
         return cov
 
@@ -123,14 +122,16 @@ class TemplateCoverage:
             )
 
 
-def _measuring() -> Coverage | None:
-    """Return the Coverage that is measuring this process, if one is."""
-    module = sys.modules.get("coverage")
-    if module is None:
-        # Not imported, so not measuring; and this stays cheap.
-        return None
-    current: Coverage | None = module.Coverage.current()
-    return current
+def _warm_up() -> None:
+    """Do once here what each clone would otherwise do first, and pay for.
+
+    Serializing data imports a module, and the first in-memory database of
+    a process costs several times what the next ones do.
+    """
+    data = _new_data()
+    data.add_lines({"": [1]})
+    data.dumps()
+    data.erase()
 
 
 # --- Clone side --------------------------------------------------------------
@@ -151,12 +152,14 @@ class CloneCoverage:
         data = _new_data()
         try:
             _take_over_from_fork_patch(cov)
-            _divert(cov, data)
+            problem = None if _divert(cov, data) else _unknown_coverage()
         except Exception as exc:
+            problem = f"a clone could not keep its data apart: {exc!r}"
+        if problem is not None:
             # Measuring on would write into the template's data: stop.
             with contextlib.suppress(Exception):
                 cov.stop()
-            send({"problem": f"a clone could not keep its data apart: {exc!r}"})
+            send({"problem": problem})
             return None
         measured = cls(cov, data, send)
         measured._send_before_exit()
@@ -217,47 +220,44 @@ def _take_over_from_fork_patch(cov: Coverage) -> None:
     cov.start()
 
 
-def _divert(cov: Coverage, data: CoverageData) -> None:
-    """Make ``cov`` record into ``data`` from now on.
-
-    coverage.py has no public way to give a running Coverage another data
-    object, so this sets two private attributes, as coverage.py itself sets
-    them when it starts. Without it, the clone's first save would write
-    through the template's data file.
-    """
-    collector = cov._collector
-    if collector is None:
-        raise RuntimeError("the Coverage measuring has no collector")
-    context = cov.get_option("run:context")
-    cov._data = data
-    collector.use_data(data, context if isinstance(context, str) else None)
-
-
-def _diversion_problem(cov: Coverage) -> str | None:
-    """Return why :func:`_divert` cannot work with ``cov``, or None."""
-    collector = getattr(cov, "_collector", None)
-    if not hasattr(cov, "_data") or not hasattr(collector, "use_data"):
-        version = getattr(sys.modules.get("coverage"), "__version__", "?")
-        return (
-            f"coverage.py {version} has changed in a way cowfork does not know; "
-            "run with --no-cowfork to measure every line"
-        )
-    return None
-
-
 # --- Both sides --------------------------------------------------------------
 
 
-def _warm_up() -> None:
-    """Do once here what each clone would otherwise do first, and pay for.
+def _measuring() -> Coverage | None:
+    """Return the Coverage that is measuring this process, if one is."""
+    module = sys.modules.get("coverage")
+    if module is None:
+        # Not imported, so not measuring; and this stays cheap.
+        return None
+    current: Coverage | None = module.Coverage.current()
+    return current
 
-    Serializing data imports a module, and the first in-memory database of
-    a process costs several times what the next ones do.
+
+def _divert(cov: Coverage, data: CoverageData | None) -> bool:
+    """Make ``cov`` record into ``data`` from now on; False if it cannot.
+
+    coverage.py has no public way to give a running Coverage another data
+    object, so this sets the two private attributes that coverage.py sets
+    itself when it starts measuring. Without it, a clone's first save would
+    write through the template's data file. With ``data`` None, only check.
     """
-    data = _new_data()
-    data.add_lines({"": [1]})
-    data.dumps()
-    data.erase()
+    collector = getattr(cov, "_collector", None)
+    use_data = getattr(collector, "use_data", None)
+    if use_data is None or not hasattr(cov, "_data"):
+        return False
+    if data is not None:
+        context = cov.get_option("run:context")
+        use_data(data, context if isinstance(context, str) else None)
+        cov._data = data
+    return True
+
+
+def _unknown_coverage() -> str:
+    version = getattr(sys.modules.get("coverage"), "__version__", "?")
+    return (
+        f"coverage.py {version} has changed in a way cowfork does not know; "
+        "run with --no-cowfork to measure every line"
+    )
 
 
 def _new_data() -> CoverageData:
