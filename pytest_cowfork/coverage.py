@@ -61,6 +61,7 @@ class TemplateCoverage:
                 cov.get_data()
             if self._cov is None:
                 _warm_up()
+                self.problem = _old_pytest_cov()
         except Exception as exc:
             self.problem = f"coverage.py failed to save the template's data: {exc!r}"
             return None
@@ -132,6 +133,20 @@ def _warm_up() -> None:
     data.add_lines({"": [1]})
     data.dumps()
     data.erase()
+
+
+def _old_pytest_cov() -> str | None:
+    """Return why an old pytest-cov loses lines that clones run, or None."""
+    embed = sys.modules.get("pytest_cov.embed")
+    if embed is None:
+        return None
+    # Made for pytest-forked, it measures each forked test with a coverage
+    # of its own from setup to the start of teardown, saved to a file.
+    version = getattr(sys.modules.get("pytest_cov"), "__version__", "?")
+    return (
+        f"pytest-cov {version} measures each clone itself, which misses the "
+        "lines of teardowns and of clones that crash; upgrade to pytest-cov 7"
+    )
 
 
 # --- Clone side --------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import INNER_TIMEOUT, needs_fork
 
-pytest.importorskip("pytest_cov")
+pytest_cov = pytest.importorskip("pytest_cov")
 coverage = pytest.importorskip("coverage")
 pytestmark = needs_fork
 
@@ -374,6 +374,35 @@ def test_a_clone_that_cannot_send_its_data_keeps_its_outcome(
         ]
     )
     assert leftovers(suite) == []
+
+
+def test_a_pytest_cov_that_measures_forks_itself_is_named(
+    suite: pytest.Pytester,
+) -> None:
+    """pytest-cov before 7 has a module of its own for forked tests."""
+    suite.makeconftest(
+        """
+        import sys
+        import types
+
+        import pytest_cov
+
+        sys.modules["pytest_cov.embed"] = types.ModuleType("pytest_cov.embed")
+        """
+    )
+    suite.makepyfile(test_calls=TESTS)
+
+    result = run(suite, "--cowfork", "--cov=pkg")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cowfork: warning: lines run in clones are not all in the coverage data: "
+            f"pytest-cov {pytest_cov.__version__} measures each clone itself, "
+            "which misses the lines of teardowns and of clones that crash; "
+            "upgrade to pytest-cov 7"
+        ]
+    )
 
 
 def test_unreadable_clone_data_is_a_warning_not_an_error() -> None:
