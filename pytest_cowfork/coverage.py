@@ -82,14 +82,16 @@ class TemplateCoverage:
                 last = payload
         if last is None:
             return
+        part = _new_data()
         try:
-            part = _new_data()
             part.loads(base64.b64decode(last["data"]))
             if self._received is None:
                 self._received = _new_data()
             self._received.update(part)
         except Exception as exc:
             self.problem = f"a clone's coverage data was unreadable: {exc!r}"
+        finally:
+            _discard(part)
 
     def merge(self) -> None:
         """Add what clones sent to the data of the Coverage that measured."""
@@ -101,6 +103,8 @@ class TemplateCoverage:
                 self._cov.get_data().update(received)
         except Exception as exc:
             self.problem = f"coverage.py could not take the clones' data: {exc!r}"
+        finally:
+            _discard(received)
 
     # trylast makes this the innermost wrapper: its merge is done before the
     # wrappers of pytest-cov finish, save and report.
@@ -132,7 +136,7 @@ def _warm_up() -> None:
     data = _new_data()
     data.add_lines({"": [1]})
     data.dumps()
-    data.erase()
+    _discard(data)
 
 
 def _old_pytest_cov() -> str | None:
@@ -279,6 +283,12 @@ def _new_data() -> CoverageData:
     from coverage import CoverageData
 
     return CoverageData(no_disk=True)
+
+
+def _discard(data: CoverageData) -> None:
+    """Close ``data``'s database now, not when it is garbage (a ResourceWarning)."""
+    with contextlib.suppress(Exception):
+        data.erase()
 
 
 @contextlib.contextmanager
