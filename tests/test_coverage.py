@@ -55,7 +55,8 @@ def per_test():
     mod.in_teardown()
 
 
-def test_calls(wide, per_test):
+@pytest.mark.parametrize("i", range(4))
+def test_calls(i, wide, per_test):
     assert mod.in_call() == "test body"
 """
 
@@ -96,6 +97,7 @@ def leftovers(pytester: pytest.Pytester) -> list[str]:
         pytest.param([], id="one-job"),
         pytest.param(["--cowfork-jobs", "2"], id="two-jobs"),
         pytest.param(["-n", "2"], id="xdist"),
+        pytest.param(["--cov-branch"], id="branch"),
     ],
 )
 def test_lines_run_in_clones_count_once_with_pytest_cov(
@@ -112,7 +114,7 @@ def test_lines_run_in_clones_count_once_with_pytest_cov(
         *extra,
     )
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=4)
     assert executed(suite) == sorted(
         [*DEFS, IN_TEMPLATE, IN_SETUP, IN_CALL, IN_TEARDOWN]
     )
@@ -204,7 +206,7 @@ def test_xml_report_counts_clone_lines(suite: pytest.Pytester) -> None:
 
     result = run(suite, "--cowfork", "--cov=pkg", "--cov-report=xml:cov.xml")
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=4)
     xml = (suite.path / "cov.xml").read_text()
     assert f'<line number="{IN_CALL}" hits="1"/>' in xml
     assert f'<line number="{NEVER}" hits="0"/>' in xml
@@ -215,14 +217,18 @@ def test_contexts_name_the_tests_that_ran_in_clones(suite: pytest.Pytester) -> N
 
     result = run(suite, "--cowfork", "--cov=pkg", "--cov-context=test")
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=4)
     data = coverage.CoverageData(basename=str(suite.path / ".coverage"))
     data.read()
     mod = str(suite.path / "pkg" / "mod.py")
     contexts = data.contexts_by_lineno(mod)
-    assert contexts[IN_CALL] == ["test_calls.py::test_calls|run"]
-    assert contexts[IN_SETUP] == ["test_calls.py::test_calls|setup"]
-    assert contexts[IN_TEARDOWN] == ["test_calls.py::test_calls|teardown"]
+    for line, when in [
+        (IN_SETUP, "setup"),
+        (IN_CALL, "run"),
+        (IN_TEARDOWN, "teardown"),
+    ]:
+        tests = [f"test_calls.py::test_calls[{i}]|{when}" for i in range(4)]
+        assert sorted(contexts[line]) == tests
 
 
 @pytest.mark.parametrize(
@@ -334,7 +340,7 @@ def test_a_coverage_py_it_does_not_know_loses_lines_with_a_warning(
 
     result = run(suite, "--cowfork", "--cov=pkg", "--cov-report=json:cov.json")
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
@@ -366,7 +372,7 @@ def test_a_clone_that_cannot_send_its_data_keeps_its_outcome(
 
     result = run(suite, "--cowfork", "--cov=pkg")
 
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(
         [
             "cowfork: warning: lines run in clones are not all in the coverage data: "
@@ -394,7 +400,7 @@ def test_a_pytest_cov_that_measures_forks_itself_is_named(
 
     result = run(suite, "--cowfork", "--cov=pkg")
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
         [
             "cowfork: warning: lines run in clones are not all in the coverage data: "
