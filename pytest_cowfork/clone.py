@@ -19,13 +19,17 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
 from pytest_cowfork import memory, prefault, terminal, wire
+from pytest_cowfork.coverage import CloneCoverage
+
+if TYPE_CHECKING:
+    from coverage import Coverage
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -41,6 +45,8 @@ _getpid = os.getpid
 #: This process's clone id once it is a clone: its slot, 0 to jobs - 1,
 #: offset by jobs times the xdist worker number under xdist.
 slot: int | None = None
+#: What coverage.py measures in this clone, when it measures.
+_coverage: CloneCoverage | None = None
 
 
 def current_id() -> int | None:
@@ -100,9 +106,10 @@ def run(
     measure_memory: bool = False,
     learn_pages: bool = False,
     copy_ahead: Sequence[prefault.Run] = (),
+    cov: Coverage | None = None,
 ) -> NoReturn:
     """Run ``item`` in this clone and exit; called right after the fork."""
-    global slot
+    global slot, _coverage
     status = 70
     channel = _Channel(fds.channel)
     try:
@@ -121,6 +128,10 @@ def run(
         _redirect(config, fds)
         slot = clone_id
         os.environ[CLONE_ID] = str(clone_id)
+        if cov is not None:
+            _coverage = CloneCoverage.start(
+                cov, lambda payload: channel.send(wire.Kind.COVERAGE, payload)
+            )
         if fds.go is not None:
             # The previous clone is still running: take the faults now.
             prefault.copy_ahead(copy_ahead)
@@ -139,12 +150,14 @@ def run(
                 )
             except pytest.exit.Exception as exc:
                 _quiet_teardown(item, template_top)
+                _send_coverage()
                 last = (
                     wire.Kind.EXIT,
                     {"msg": str(exc.msg), "returncode": exc.returncode},
                 )
             except KeyboardInterrupt as exc:
                 _quiet_teardown(item, template_top)
+                _send_coverage()
                 last = (wire.Kind.INTERRUPT, {"msg": str(exc)})
         for warning in caught:
             channel.send(wire.Kind.WARNING, _warning_payload(warning))
@@ -222,6 +235,8 @@ def _run_phase(
     if debugging:
         # The debugger shows this failure; the summary must not again.
         report._pdbshown = True  # type: ignore[attr-defined]
+    # A crash in a later phase loses only what that phase measured.
+    _send_coverage()
     # Sent first, so that a debugger quitting the session cannot lose it.
     channel.send(wire.Kind.REPORT, _serialize(item.config, report))
     if debugging:
@@ -239,6 +254,11 @@ def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
         # The debugger handles Ctrl-C itself.
         return (pytest.exit.Exception,)
     return (pytest.exit.Exception, KeyboardInterrupt)
+
+
+def _send_coverage() -> None:
+    if _coverage is not None:
+        _coverage.send()
 
 
 def _costs(measure_memory: bool, learn_pages: bool) -> dict[str, Any]:

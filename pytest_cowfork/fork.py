@@ -15,12 +15,15 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pytest
 from _pytest.capture import EncodedFile
 
 from pytest_cowfork import clone, prefault, terminal
+
+if TYPE_CHECKING:
+    from coverage import Coverage
 
 
 @dataclasses.dataclass
@@ -125,6 +128,7 @@ def fork_clone(
     learn_pages: bool = False,
     copy_ahead: Sequence[prefault.Run] = (),
     debugger_refusal: str | None = None,
+    cov: Coverage | None = None,
 ) -> ForkedClone:
     """Fork a clone that runs ``item``; return the template's handle on it.
 
@@ -136,6 +140,8 @@ def fork_clone(
     :param copy_ahead: pages a standby clone copies while it waits.
     :param debugger_refusal: why a debugger may not start in the clone; if
         None, the clone may ask for the terminal.
+    :param cov: the coverage.py instance measuring the template, which the
+        clone goes on measuring with; None when coverage is not measured.
     """
     clone_id = slot if clone_id is None else clone_id
     # The template reports the location in any case: computed here, once,
@@ -189,6 +195,7 @@ def fork_clone(
                 measure_memory=measure_memory,
                 learn_pages=learn_pages,
                 copy_ahead=copy_ahead,
+                cov=cov,
             )
     finally:
         if os.getpid() == template_pid:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import warnings
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
@@ -122,6 +123,12 @@ class Job:
             ),
             None,
         )
+
+    def coverage_payloads(self) -> Iterator[dict[str, Any]]:
+        """Yield what the clone sent of its coverage measurements."""
+        for kind, payload in self.clone.messages:
+            if kind is wire.Kind.COVERAGE:
+                yield payload
 
     def report_finished(self) -> None:
         """Call the hook that tells plugins how the clone ended."""

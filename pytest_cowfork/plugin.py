@@ -16,6 +16,7 @@ from pytest_cowfork import clone, hookspecs, memory, settings
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
+_COVERAGE_PLUGIN_NAME = "cowfork-coverage"
 
 
 @pytest.hookimpl
@@ -100,7 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if chosen.jobs > 1 and not chosen.disabled:
         _refuse_debugging_options(config, chosen.jobs)
-    config.pluginmanager.register(Template(config, chosen), _PLUGIN_NAME)
+    template = Template(config, chosen)
+    config.pluginmanager.register(template, _PLUGIN_NAME)
+    config.pluginmanager.register(template.coverage, _COVERAGE_PLUGIN_NAME)
 
 
 @pytest.hookimpl

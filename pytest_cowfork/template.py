@@ -23,6 +23,7 @@ from _pytest.warnings import catch_warnings_for_item
 
 from pytest_cowfork import wire
 from pytest_cowfork.clone import current_id
+from pytest_cowfork.coverage import TemplateCoverage
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import Hazards, PytestCowforkWarning
 from pytest_cowfork.hugepages import HugePages
@@ -86,6 +87,8 @@ class Template:
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
         #: Only standby clones copy pages ahead, and only one job has them.
         self._pages = Learner(enabled=settings.jobs == 1)
+        #: Gathers what clones measure, when coverage.py measures this run.
+        self.coverage = TemplateCoverage()
         #: Under xdist, each worker's clones take their own range of ids.
         self._first_clone_id = _xdist_worker_number(config) * settings.jobs
         self._terminal = Lender(config, _debugger_refusal(config, settings))
@@ -244,6 +247,7 @@ class Template:
             measure_memory=self.settings.memory,
             learn_pages=learns,
             debugger_refusal=self._terminal.refusal,
+            cov=self.coverage.before_fork(),
         )
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
@@ -300,6 +304,7 @@ class Template:
                 learn_pages=learns,
                 copy_ahead=ahead,
                 debugger_refusal=self._terminal.refusal,
+                cov=self.coverage.before_fork(),
             )
         self._standby = (nextitem, handle, choice.timeout)
 
@@ -447,6 +452,7 @@ class Template:
     def _complete(self, job: Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
         job.report_finished()
+        self.coverage.receive(job.coverage_payloads())
         self.stats.costs.add(
             job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
         )

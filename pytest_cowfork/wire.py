@@ -46,6 +46,10 @@ class Kind(enum.IntEnum):
     WARNING = 6
     #: A debugger is about to start: the clone waits for the terminal.
     TERMINAL = 7
+    #: All coverage.py measured in the clone so far: ``{"data": str}``,
+    #: ``CoverageData.dumps()`` in base64; or ``{"problem": str}`` if the
+    #: clone could not measure.
+    COVERAGE = 8
 
 
 class WireError(Exception):
