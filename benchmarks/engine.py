@@ -36,6 +36,7 @@ not the targets were met.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -43,6 +44,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -66,6 +68,8 @@ BALLAST_ITEMS = 275_000
 OVERHEAD_TARGET = 2.0
 FORKED_TARGET = 2.0
 PARALLEL_TARGET = 3.5
+#: The word pytest's summary uses for one, for those it makes plural.
+SINGULAR = {"errors": "error", "warnings": "warning"}
 #: How the table names each kind of command.
 LABELS = {
     "plain": "`pytest -p no:cowfork`",
@@ -409,6 +413,24 @@ def run_pytest(
     :param on_start: called with the pytest process's pid once it started.
     """
     args = tuple(args)
+    seconds, done = run_process(root, suite, args, timeout, extra_env, on_start)
+    check_outcome(done, expected, collect_only="--collect-only" in args)
+    return seconds
+
+
+def run_process(
+    root: Path,
+    suite: str,
+    args: Iterable[str],
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run pytest on ``suite``; return its wall time and how it ended.
+
+    :raises SuiteFailed: it ran longer than ``timeout``; it is then killed
+        with every process it started.
+    """
     command = [*PYTEST, *args]
     env = pytest_env(root, extra_env or {})
     start = time.perf_counter()
@@ -420,19 +442,23 @@ def run_pytest(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A session of its own, so that a timeout kills the forked children
+        # too instead of leaving them running on the machine.
+        start_new_session=True,
     ) as process:
         if on_start is not None:
             on_start(process.pid)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise SuiteFailed(f"timed out after {timeout:g} s") from None
     seconds = time.perf_counter() - start
-    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    check_outcome(done, expected, collect_only="--collect-only" in args)
-    return seconds
+    return seconds, subprocess.CompletedProcess(
+        command, process.returncode, stdout, stderr
+    )
 
 
 def pytest_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -451,16 +477,40 @@ def check_outcome(
     done: subprocess.CompletedProcess[str], expected: int, collect_only: bool
 ) -> None:
     """Raise SuiteFailed unless pytest exited 0 with ``expected`` tests."""
-    lines = done.stdout.strip().splitlines()
-    summary = lines[-1] if lines else ""
-    pattern = r"(\d+) tests? collected" if collect_only else r"(\d+) passed"
-    found = re.search(pattern, summary)
-    count = int(found.group(1)) if found else 0
-    if done.returncode == 0 and count == expected and "failed" not in summary:
-        return
+    counts = summary_counts(done.stdout)
     what = "collected" if collect_only else "passed"
-    tail = "\n".join([*lines[-15:], *done.stderr.strip().splitlines()[-15:]])
-    raise SuiteFailed(f"exit {done.returncode}, {count} of {expected} {what}", tail)
+    count = counts.get(what, 0)
+    if done.returncode == 0 and count == expected and "failed" not in counts:
+        return
+    raise SuiteFailed(
+        f"exit {done.returncode}, {count} of {expected} {what}", output_tail(done)
+    )
+
+
+def summary_counts(stdout: str) -> dict[str, int]:
+    """Return the counts of pytest's last line: ``{"passed": 3, "error": 1}``.
+
+    ``-q --collect-only`` ends with "N tests collected", counted as
+    ``collected``.
+    """
+    lines = stdout.strip().splitlines()
+    summary = lines[-1] if lines else ""
+    counts = {
+        SINGULAR.get(word, word): int(number)
+        for number, word in re.findall(r"(\d+) ([a-z]+)\b", summary)
+        if word not in ("test", "tests")
+    }
+    collected = re.search(r"(\d+) tests? collected", summary)
+    if collected:
+        counts["collected"] = int(collected.group(1))
+    return counts
+
+
+def output_tail(done: subprocess.CompletedProcess[str], lines: int = 15) -> str:
+    """Return the end of what pytest printed, to show why a run failed."""
+    out = done.stdout.strip().splitlines()[-lines:]
+    err = done.stderr.strip().splitlines()[-lines:]
+    return "\n".join([*out, *err])
 
 
 def summarize(sizes: Sizes, samples: dict[str, Samples], has_forked: bool) -> list[Row]:
