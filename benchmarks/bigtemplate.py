@@ -254,9 +254,8 @@ def measure(
     root: Path, mib: int, sizes: Sizes, runs: list[Run], timeout: float
 ) -> dict[str, Measured]:
     measured = {run.key: Measured() for run in runs}
-    for number in range(sizes.rounds):
-        shift = number % len(runs)
-        for run in runs[shift:] + runs[:shift]:
+    for number, order in enumerate(engine.rotations(runs, sizes.rounds)):
+        for run in order:
             if measured[run.key].failure is None:
                 run_once(root, mib, sizes, run, timeout, measured[run.key])
         engine.log(f"{mib} MiB: round {number + 1}/{sizes.rounds} done")

@@ -51,8 +51,11 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "engine.md"
@@ -336,14 +339,24 @@ def run_rounds(
     """Run every command once per round, interleaved; return what was measured."""
     samples = {command.key: Samples() for command in commands}
     warm_up(commands, root, samples, timeout)
-    for number in range(sizes.rounds):
-        shift = number % len(commands)
-        for command in commands[shift:] + commands[:shift]:
+    for number, order in enumerate(rotations(commands, sizes.rounds)):
+        for command in order:
             sample = samples[command.key]
             if sample.failure is None:
                 run_sample(command, root, sizes, timeout, sample)
         log(f"round {number + 1}/{sizes.rounds} done")
     return samples
+
+
+def rotations(items: Sequence[_T], rounds: int) -> Iterator[list[_T]]:
+    """Yield the order of each round: ``items``, rotated by one each round.
+
+    Interleaving the commands, and rotating who goes first, spreads the
+    drift of a shared machine over all of them alike.
+    """
+    for number in range(rounds):
+        shift = number % len(items) if items else 0
+        yield [*items[shift:], *items[:shift]]
 
 
 def warm_up(
