@@ -314,9 +314,9 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     rounds=2,
-    scaling=(10, 30),
-    tests=12,
-    mutate=10,
+    scaling=(8, 24),
+    tests=8,
+    mutate=8,
     memory_tests=8,
     memory_mib=50,
     jobs=(1, 2, 4),
@@ -360,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.rounds:
         sizes = dataclasses.replace(sizes, rounds=options.rounds)
     started = time.monotonic()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %z")
     load = os.getloadavg()[0]
     table = sizes.table_shapes()
     scaling = [sizes.scaling_shape(tests) for tests in sizes.scaling]
@@ -387,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory=memory,
         skipped=skipped,
         measured=measured,
+        when=when,
         took=time.monotonic() - started,
         load=(load, os.getloadavg()[0]),
     )
@@ -572,6 +574,8 @@ class Results:
     memory: Shape
     skipped: dict[str, str]
     measured: dict[str, Measured]
+    #: When the run started, and how many seconds it took.
+    when: str
     took: float
     #: The machine's one-minute load average when the run started and ended.
     load: tuple[float, float]
@@ -705,7 +709,7 @@ def context_lines(results: Results) -> list[str]:
     )
     mode = "quick (`--quick`)" if results.quick else "full"
     return [
-        f"when: {time.strftime('%Y-%m-%d %H:%M:%S %z')}, took {results.took:.0f} s, "
+        f"when: {results.when}, took {results.took:.0f} s, "
         f"load average {results.load[0]:.1f} at the start, {results.load[1]:.1f} "
         "at the end",
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
