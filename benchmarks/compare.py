@@ -606,7 +606,7 @@ def table_rows(results: Results, shape: Shape) -> list[tuple[str, ...]]:
         note = results.skip_note(runner)
         measured = results.get(shape, runner)
         if note is not None or measured is None:
-            rows.append((runner.label, f"skipped: {note}", *[""] * 6))
+            rows.append((runner.label, f"skipped: {note or 'not run'}", *[""] * 6))
             continue
         if not ok(measured):
             rows.append((runner.label, f"FAILED: {measured.failure}", *[""] * 6))
@@ -781,6 +781,7 @@ def draw_plots(results: Results, directory: Path) -> list[Path]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
     except ImportError:
         engine.log("no plots: matplotlib is not installed (pip install -e '.[bench]')")
         return []
@@ -798,6 +799,9 @@ def draw_plots(results: Results, directory: Path) -> list[Path]:
                 *zip(*points, strict=True), marker="o", label=runner.label.strip("`")
             )
     axes.set_yscale("log")
+    # Plain numbers on the log axis: 0.5, 1, 2, 5 rather than powers of ten.
+    axes.yaxis.set_major_formatter(ScalarFormatter())
+    axes.yaxis.set_minor_formatter(ScalarFormatter())
     axes.set_xlabel("tests in the suite")
     axes.set_ylabel("median wall time, s (log scale)")
     axes.set_title(
