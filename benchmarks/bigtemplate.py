@@ -37,12 +37,12 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import engine
+from processtree import TreeSampler
 
 RESULTS = engine.REPO / "benchmarks" / "results" / "bigtemplate.md"
 #: Objects of the fixture's class per MiB of resident memory, measured.
@@ -55,7 +55,6 @@ CYCLE_LOG = "COWFORK_BENCH_CYCLE_LOG"
 #: Seconds each test sleeps in the runs that sample memory, so that clones
 #: overlap and the sampler sees them.
 PAUSE_SECONDS = 0.05
-SAMPLE_EVERY = 0.025
 MIB = 1024 * 1024
 
 OVERHEAD_TARGET_MS = 12.0
@@ -255,9 +254,8 @@ def measure(
     root: Path, mib: int, sizes: Sizes, runs: list[Run], timeout: float
 ) -> dict[str, Measured]:
     measured = {run.key: Measured() for run in runs}
-    for number in range(sizes.rounds):
-        shift = number % len(runs)
-        for run in runs[shift:] + runs[:shift]:
+    for number, order in enumerate(engine.rotations(runs, sizes.rounds)):
+        for run in order:
             if measured[run.key].failure is None:
                 run_once(root, mib, sizes, run, timeout, measured[run.key])
         engine.log(f"{mib} MiB: round {number + 1}/{sizes.rounds} done")
@@ -313,60 +311,6 @@ def run_once(
         for line in files["memory"].read_text().splitlines():
             name, size = json.loads(line)
             into.private.append((name, size))
-
-
-class TreeSampler:
-    """Sample the PSS of a process and all its descendants, keep the peak."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, pid: int) -> None:
-        self._thread = threading.Thread(target=self._sample, args=(pid,), daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _sample(self, pid: int) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, sum(map(pss, descendants(pid))))
-            self._stop.wait(SAMPLE_EVERY)
-
-
-def descendants(pid: int) -> list[int]:
-    """Return ``pid`` and every process below it."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        try:
-            tasks = list(Path(f"/proc/{current}/task").iterdir())
-        except OSError:
-            # The process ended while the sampler walked the tree.
-            continue
-        for task in tasks:
-            try:
-                pending += map(int, (task / "children").read_text().split())
-            except OSError:
-                continue
-    return found
-
-
-def pss(pid: int) -> int:
-    """Return the proportional set size of ``pid`` in bytes, 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
-            for line in rollup:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def render(sizes: Sizes, results: dict[int, dict[str, Measured]], took: float) -> str:

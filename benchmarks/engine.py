@@ -36,6 +36,7 @@ not the targets were met.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -43,14 +44,18 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "engine.md"
@@ -66,6 +71,8 @@ BALLAST_ITEMS = 275_000
 OVERHEAD_TARGET = 2.0
 FORKED_TARGET = 2.0
 PARALLEL_TARGET = 3.5
+#: The word pytest's summary uses for one, for those it makes plural.
+SINGULAR = {"errors": "error", "warnings": "warning"}
 #: How the table names each kind of command.
 LABELS = {
     "plain": "`pytest -p no:cowfork`",
@@ -332,14 +339,24 @@ def run_rounds(
     """Run every command once per round, interleaved; return what was measured."""
     samples = {command.key: Samples() for command in commands}
     warm_up(commands, root, samples, timeout)
-    for number in range(sizes.rounds):
-        shift = number % len(commands)
-        for command in commands[shift:] + commands[:shift]:
+    for number, order in enumerate(rotations(commands, sizes.rounds)):
+        for command in order:
             sample = samples[command.key]
             if sample.failure is None:
                 run_sample(command, root, sizes, timeout, sample)
         log(f"round {number + 1}/{sizes.rounds} done")
     return samples
+
+
+def rotations(items: Sequence[_T], rounds: int) -> Iterator[list[_T]]:
+    """Yield the order of each round: ``items``, rotated by one each round.
+
+    Interleaving the commands, and rotating who goes first, spreads the
+    drift of a shared machine over all of them alike.
+    """
+    for number in range(rounds):
+        shift = number % len(items) if items else 0
+        yield [*items[shift:], *items[:shift]]
 
 
 def warm_up(
@@ -409,6 +426,24 @@ def run_pytest(
     :param on_start: called with the pytest process's pid once it started.
     """
     args = tuple(args)
+    seconds, done = run_process(root, suite, args, timeout, extra_env, on_start)
+    check_outcome(done, expected, collect_only="--collect-only" in args)
+    return seconds
+
+
+def run_process(
+    root: Path,
+    suite: str,
+    args: Iterable[str],
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run pytest on ``suite``; return its wall time and how it ended.
+
+    :raises SuiteFailed: it ran longer than ``timeout``; it is then killed
+        with every process it started.
+    """
     command = [*PYTEST, *args]
     env = pytest_env(root, extra_env or {})
     start = time.perf_counter()
@@ -420,19 +455,23 @@ def run_pytest(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A session of its own, so that a timeout kills the forked children
+        # too instead of leaving them running on the machine.
+        start_new_session=True,
     ) as process:
         if on_start is not None:
             on_start(process.pid)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise SuiteFailed(f"timed out after {timeout:g} s") from None
     seconds = time.perf_counter() - start
-    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    check_outcome(done, expected, collect_only="--collect-only" in args)
-    return seconds
+    return seconds, subprocess.CompletedProcess(
+        command, process.returncode, stdout, stderr
+    )
 
 
 def pytest_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -451,16 +490,40 @@ def check_outcome(
     done: subprocess.CompletedProcess[str], expected: int, collect_only: bool
 ) -> None:
     """Raise SuiteFailed unless pytest exited 0 with ``expected`` tests."""
-    lines = done.stdout.strip().splitlines()
-    summary = lines[-1] if lines else ""
-    pattern = r"(\d+) tests? collected" if collect_only else r"(\d+) passed"
-    found = re.search(pattern, summary)
-    count = int(found.group(1)) if found else 0
-    if done.returncode == 0 and count == expected and "failed" not in summary:
-        return
+    counts = summary_counts(done.stdout)
     what = "collected" if collect_only else "passed"
-    tail = "\n".join([*lines[-15:], *done.stderr.strip().splitlines()[-15:]])
-    raise SuiteFailed(f"exit {done.returncode}, {count} of {expected} {what}", tail)
+    count = counts.get(what, 0)
+    if done.returncode == 0 and count == expected and "failed" not in counts:
+        return
+    raise SuiteFailed(
+        f"exit {done.returncode}, {count} of {expected} {what}", output_tail(done)
+    )
+
+
+def summary_counts(stdout: str) -> dict[str, int]:
+    """Return the counts of pytest's last line: ``{"passed": 3, "error": 1}``.
+
+    ``-q --collect-only`` ends with "N tests collected", counted as
+    ``collected``.
+    """
+    lines = stdout.strip().splitlines()
+    summary = lines[-1] if lines else ""
+    counts = {
+        SINGULAR.get(word, word): int(number)
+        for number, word in re.findall(r"(\d+) ([a-z]+)\b", summary)
+        if word not in ("test", "tests")
+    }
+    collected = re.search(r"(\d+) tests? collected", summary)
+    if collected:
+        counts["collected"] = int(collected.group(1))
+    return counts
+
+
+def output_tail(done: subprocess.CompletedProcess[str], lines: int = 15) -> str:
+    """Return the end of what pytest printed, to show why a run failed."""
+    out = done.stdout.strip().splitlines()[-lines:]
+    err = done.stderr.strip().splitlines()[-lines:]
+    return "\n".join([*out, *err])
 
 
 def summarize(sizes: Sizes, samples: dict[str, Samples], has_forked: bool) -> list[Row]:
