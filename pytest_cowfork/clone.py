@@ -18,14 +18,14 @@ import signal
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import memory, prefault, terminal, wire
+from pytest_cowfork import memory, terminal, wire
 from pytest_cowfork.coverage import CloneCoverage
 
 if TYPE_CHECKING:
@@ -104,8 +104,6 @@ def run(
     fds: CloneFds,
     template_pid: int,
     measure_memory: bool = False,
-    learn_pages: bool = False,
-    copy_ahead: Sequence[prefault.Run] = (),
     cov: Coverage | None = None,
 ) -> NoReturn:
     """Run ``item`` in this clone and exit; called right after the fork."""
@@ -133,8 +131,6 @@ def run(
                 cov, lambda payload: channel.send(wire.Kind.COVERAGE, payload)
             )
         if fds.go is not None:
-            # The previous clone is still running: take the faults now.
-            prefault.copy_ahead(copy_ahead)
             if not os.read(fds.go, 1):
                 # The template discarded this standby clone.
                 _exit(0)
@@ -146,7 +142,7 @@ def run(
                 _run_protocol(item, template_top, channel)
                 last: tuple[wire.Kind, Any] = (
                     wire.Kind.DONE,
-                    _costs(measure_memory, learn_pages),
+                    _costs(measure_memory),
                 )
             except pytest.exit.Exception as exc:
                 _quiet_teardown(item, template_top)
@@ -261,12 +257,11 @@ def _send_coverage() -> None:
         _coverage.send()
 
 
-def _costs(measure_memory: bool, learn_pages: bool) -> dict[str, Any]:
+def _costs(measure_memory: bool) -> dict[str, int | None]:
     """Return what this clone cost, for its final message."""
     return {
         "max_rss": memory.peak_resident(),
         "private_dirty": memory.private_dirty() if measure_memory else None,
-        "written": prefault.written_runs() if learn_pages else None,
     }
 
 

@@ -14,13 +14,12 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
 import pytest
 from _pytest.capture import EncodedFile
 
-from pytest_cowfork import clone, prefault, terminal
+from pytest_cowfork import clone, terminal
 
 if TYPE_CHECKING:
     from coverage import Coverage
@@ -125,8 +124,6 @@ def fork_clone(
     standby: bool = False,
     clone_id: int | None = None,
     measure_memory: bool = False,
-    learn_pages: bool = False,
-    copy_ahead: Sequence[prefault.Run] = (),
     debugger_refusal: str | None = None,
     cov: Coverage | None = None,
 ) -> ForkedClone:
@@ -136,8 +133,6 @@ def fork_clone(
         before it runs ``item``, so forking it can overlap another clone's run.
     :param clone_id: what the clone finds in ``CLONE_ID``; ``slot`` if None.
     :param measure_memory: the clone reports the memory it copied.
-    :param learn_pages: the clone reports which pages it copied.
-    :param copy_ahead: pages a standby clone copies while it waits.
     :param debugger_refusal: why a debugger may not start in the clone; if
         None, the clone may ask for the terminal.
     :param cov: the coverage.py instance measuring the template, which the
@@ -193,8 +188,6 @@ def fork_clone(
                 fds,
                 template_pid,
                 measure_memory=measure_memory,
-                learn_pages=learn_pages,
-                copy_ahead=copy_ahead,
                 cov=cov,
             )
     finally:

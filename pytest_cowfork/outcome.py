@@ -109,11 +109,6 @@ class Job:
         done = self._done()
         return None if done is None else done.get("private_dirty")
 
-    def written_runs(self) -> Any:
-        """Return the runs of pages the clone copied, if it learned them."""
-        done = self._done()
-        return None if done is None else done.get("written")
-
     def _done(self) -> dict[str, Any] | None:
         return next(
             (

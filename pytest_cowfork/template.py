@@ -29,7 +29,6 @@ from pytest_cowfork.hazards import Hazards, PytestCowforkWarning
 from pytest_cowfork.hugepages import HugePages
 from pytest_cowfork.memory import CostLog
 from pytest_cowfork.outcome import Job
-from pytest_cowfork.prefault import Learner
 from pytest_cowfork.scheduler import (
     Running,
     Scheduler,
@@ -85,8 +84,6 @@ class Template:
         self._owner: Job | None = None
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
-        #: Only standby clones copy pages ahead, and only one job has them.
-        self._pages = Learner(enabled=settings.jobs == 1)
         #: Gathers what clones measure, when coverage.py measures this run.
         self.coverage = TemplateCoverage()
         #: Under xdist, each worker's clones take their own range of ids.
@@ -236,8 +233,6 @@ class Template:
         slot = min(self._free_slots)
         self._free_slots.remove(slot)
         self.hugepages.before_fork()
-        # Forked on the spot, this clone has no time to copy pages ahead.
-        learns, _ = self._pages.next_clone()
         return fork_clone(
             item,
             slot,
@@ -245,7 +240,6 @@ class Template:
             self._spare_capture(),
             clone_id=self._first_clone_id + slot,
             measure_memory=self.settings.memory,
-            learn_pages=learns,
             debugger_refusal=self._terminal.refusal,
             cov=self.coverage.before_fork(),
         )
@@ -291,7 +285,6 @@ class Template:
         ):
             return
         template_top = list(nextitem.session._setupstate.stack)[-1]
-        learns, ahead = self._pages.next_clone()
         with self._warning_filters(nextitem):
             handle = fork_clone(
                 nextitem,
@@ -301,8 +294,6 @@ class Template:
                 standby=True,
                 clone_id=self._first_clone_id,
                 measure_memory=self.settings.memory,
-                learn_pages=learns,
-                copy_ahead=ahead,
                 debugger_refusal=self._terminal.refusal,
                 cov=self.coverage.before_fork(),
             )
@@ -456,7 +447,6 @@ class Template:
         self.stats.costs.add(
             job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
         )
-        self._pages.learn(job.written_runs())
         job.decode()
         stop = job.stop_request()
         if stop is not None:
