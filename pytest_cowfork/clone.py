@@ -24,7 +24,7 @@ import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import memory, wire
+from pytest_cowfork import memory, reruns, wire
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -112,6 +112,9 @@ def run(
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run_protocol(item, template_top, channel)
+                state = reruns.attempt_state(item)
+                if state is not None:
+                    channel.send(wire.Kind.RERUN_STATE, state)
                 last: tuple[wire.Kind, Any] = (
                     wire.Kind.DONE,
                     _costs(measure_memory),

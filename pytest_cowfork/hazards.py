@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 
 import pytest
 
@@ -21,15 +22,28 @@ class ThreadWatch:
     at fork time stays locked there forever, so a clone may hang.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, harmless: Callable[[threading.Thread], bool]) -> None:
+        """:param harmless: True for a thread known to hold nothing a clone
+        needs, which the warning leaves out."""
         self._warned = False
+        self._harmless = harmless
+
+    def others(self) -> list[threading.Thread]:
+        """Return the live threads other than this one, harmless ones left out."""
+        if threading.active_count() == 1:
+            return []
+        current = threading.current_thread()
+        return [
+            thread
+            for thread in threading.enumerate()
+            if thread is not current and not self._harmless(thread)
+        ]
 
     def check(self, item: pytest.Item) -> None:
         """Warn, at ``item``, if threads other than the calling one are alive."""
-        if self._warned or threading.active_count() == 1:
+        if self._warned:
             return
-        current = threading.current_thread()
-        names = sorted(t.name for t in threading.enumerate() if t is not current)
+        names = sorted(thread.name for thread in self.others())
         if not names:
             return
         self._warned = True

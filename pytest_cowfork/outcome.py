@@ -101,6 +101,17 @@ class Job:
         self.reports += crash.crash_reports(self.item, when, ending, earlier, captured)
         return ending
 
+    def rerun_state(self) -> dict[str, Any] | None:
+        """Return what pytest-rerunfailures recorded in the clone, if sent."""
+        return next(
+            (
+                payload
+                for kind, payload in self.clone.messages
+                if kind is wire.Kind.RERUN_STATE
+            ),
+            None,
+        )
+
     def private_dirty(self) -> int | None:
         """Return the memory the clone copied, if it measured it."""
         done = self._done()

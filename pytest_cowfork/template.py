@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from collections.abc import Iterator
 
 import pytest
 from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
+from pytest_cowfork import reruns
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
@@ -66,7 +66,9 @@ class Template:
         #: The standby, once started before the main loop reached its item.
         self._early: tuple[pytest.Item, Running] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
-        self._threads = ThreadWatch()
+        self._threads = ThreadWatch(
+            harmless=lambda thread: reruns.is_status_server(config, thread)
+        )
         self._owner: Job | None = None
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
@@ -85,7 +87,8 @@ class Template:
             choice = None
         try:
             if choice is not None and choice.fork and not would_skip(item):
-                self._run_in_clone(item, nextitem, choice.timeout)
+                if not self._rerun_in_clones(item, nextitem, choice.timeout):
+                    self._run_in_clone(item, nextitem, choice.timeout)
                 return True
             # The item runs here, in the template: no clone may still be
             # running from state it could change.
@@ -187,6 +190,15 @@ class Template:
             # A clone that ended while this item waited stopped the run
             # (-x, --maxfail): like pytest, set up and run nothing more.
             return None
+        handle = self._warm_and_fork(item, params)
+        if handle is None:
+            self._run_here(item, nextitem, started)
+        return handle
+
+    def _warm_and_fork(
+        self, item: pytest.Item, params: tuple[tuple[str, int], ...]
+    ) -> ForkedClone | None:
+        """Warm the template for ``item`` and fork; None if it must run here."""
         template_top = self._warm(item)
         if template_top is not None:
             try:
@@ -195,7 +207,6 @@ class Template:
                 # This run turns warnings into errors: the item fails its setup.
                 item.stash[refusal_key] = str(warning)
         if template_top is None or refusal_key in item.stash:
-            self._run_here(item, nextitem, started)
             return None
         self._forked_params = params
         slot = min(self._free_slots)
@@ -209,6 +220,72 @@ class Template:
             clone_id=self._first_clone_id + slot,
             measure_memory=self.settings.memory,
         )
+
+    def _rerun_in_clones(
+        self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
+    ) -> bool:
+        """Let pytest-rerunfailures run ``item``, each attempt in a clone.
+
+        Return False if it does not rerun ``item``.
+        """
+        module = reruns.find(self._config)
+        if module is None:
+            return False
+        handled = reruns.run_protocol(
+            module, item, nextitem, lambda: self._run_attempt(item, nextitem, timeout)
+        )
+        if handled and would_tear_down(item.session, nextitem):
+            # The last attempt held the wide fixtures back for a rerun that
+            # did not come (--max-suite-reruns ran out).
+            self._tear_down_late(item, nextitem)
+        return handled
+
+    def _run_attempt(
+        self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
+    ) -> list[pytest.TestReport]:
+        """Run one attempt of ``item`` in a clone; return its reports, unlogged."""
+        self._discard_standby()
+        self._drain()
+        handle = self._warm_and_fork(item, wide_params(item, self.settings.scope))
+        if handle is None:
+            return runtestprotocol(item, nextitem=nextitem, log=False)
+        clone = Running(handle=handle, timeout=timeout)
+        self._scheduler.add(clone)
+        job = Job(item=item, nextitem=nextitem, clone=clone, live=False)
+        self.stats.clones += 1
+        try:
+            while clone.pid in self._scheduler.running:
+                self._scheduler.poll()
+        finally:
+            self._free_slots.append(handle.slot)
+            self._capture_pool.append(handle.capture)
+        job.report_finished()
+        self.stats.costs.add(item.nodeid, handle.fork_time, job.private_dirty())
+        job.decode()
+        stop = job.stop_request()
+        if stop is not None:
+            raise stop
+        reruns.adopt_state(item, job.rerun_state())
+        missing = job.missing_phase()
+        if missing is not None:
+            ending = job.add_crash_reports(missing)
+            self.stats.crashed += ending.timeout is None
+            self.stats.timed_out += ending.timeout is not None
+        if not reruns.expects_rerun(item):
+            self._tear_down_wide(job)
+        return job.reports
+
+    def _tear_down_late(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Tear down template state after ``item``'s reports are logged."""
+        with self._capture("teardown", item):
+            call = CallInfo.from_call(
+                lambda: item.session._setupstate.teardown_exact(nextitem),
+                when="teardown",
+                reraise=(pytest.exit.Exception, KeyboardInterrupt),
+            )
+        if call.excinfo is not None:
+            report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+            item.ihook.pytest_runtest_logreport(report=report)
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
         """Set up ``item``'s share of the template; None if that failed.
@@ -234,7 +311,7 @@ class Template:
         nothing runs here earlier than it would without a standby, and no
         thread would make the fork risky.
         """
-        if threading.active_count() > 1:
+        if self._threads.others():
             return
         try:
             choice = choose(nextitem, self.settings)
@@ -389,6 +466,8 @@ class Template:
             raise stop
         missing = job.missing_phase()
         if missing is not None:
+            # The crash reports pass through pytest-rerunfailures' hooks.
+            reruns.adopt_state(job.item, job.rerun_state())
             ending = job.add_crash_reports(missing)
             self.stats.crashed += ending.timeout is None
             self.stats.timed_out += ending.timeout is not None

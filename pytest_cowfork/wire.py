@@ -44,6 +44,9 @@ class Kind(enum.IntEnum):
     #: A warning the test raised: ``{"message", "category", "filename",
     #: "lineno"}``, the category as ``module:qualname``.
     WARNING = 6
+    #: What pytest-rerunfailures' hooks recorded on the item during the
+    #: attempt, for its loop in the template (see :mod:`reruns`).
+    RERUN_STATE = 7
 
 
 class WireError(Exception):

@@ -1,0 +1,140 @@
+"""Give each pytest-rerunfailures attempt of a test a clone of its own (both).
+
+pytest-rerunfailures runs a test in a loop of its own, in its
+``pytest_runtest_protocol``, and decides after each attempt whether to run
+it again. The template lets that loop run, with each attempt forked. The
+loop reads back what its hooks wrote on the item during the attempt; those
+hooks ran in the clone, so the clone sends that state with its reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+#: The name pytest-rerunfailures is registered under.
+PLUGIN_NAME = "rerunfailures"
+#: What its hooks record on an item during an attempt, as plain values:
+#: which phases failed, failed with an error not to rerun, or were xfailed.
+_PHASE_FLAGS = ("_test_failed_statuses", "_terminal_errors", "_test_xfailed")
+#: Set by its teardown when it held the wide fixtures back for another attempt.
+_HELD_BACK = "_finalizers_suspended"
+
+Attempt = Callable[[], list[pytest.TestReport]]
+
+
+def find(config: pytest.Config) -> ModuleType | None:
+    """Return pytest-rerunfailures if it is active in this run."""
+    module = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if module is None or not hasattr(module, "runtestprotocol"):
+        return None
+    return module  # type: ignore[no-any-return]
+
+
+def is_status_server(config: pytest.Config, thread: threading.Thread) -> bool:
+    """Return True for pytest-rerunfailures' status server thread.
+
+    With pytest-xdist installed, pytest-rerunfailures starts it in the main
+    process to count reruns for xdist workers. It waits in ``accept()`` and
+    holds no lock a clone needs, so forking beside it is safe.
+    """
+    server = getattr(config, "failures_db", None)
+    target = getattr(thread, "_target", None)
+    return server is not None and getattr(target, "__self__", None) is server
+
+
+def attempt_state(item: pytest.Item) -> dict[str, Any] | None:
+    """Return what pytest-rerunfailures recorded on ``item`` (clone).
+
+    Called after the attempt's teardown. Whether a ``condition`` of the
+    ``flaky`` marker holds may depend on the exception, which only exists
+    here: it is decided here, and only the answers travel.
+    """
+    module = find(item.config)
+    if module is None or not hasattr(item, "execution_count"):
+        # Not an attempt that pytest-rerunfailures' loop runs.
+        return None
+    failures = getattr(module, "_get_reruns_condition_failures", None)
+    if failures is not None:
+        module.get_reruns_condition(item, failures(item))
+    names = (*_PHASE_FLAGS, _HELD_BACK)
+    state = {name: getattr(item, name) for name in names if hasattr(item, name)}
+    results = getattr(item, "_rerun_condition_results", {})
+    state["condition_results"] = [[*key, bool(held)] for key, held in results.items()]
+    excinfos = getattr(item, "_rerun_condition_excinfos", {})
+    state["failure_counts"] = {when: len(found) for when, found in excinfos.items()}
+    return state
+
+
+def adopt_state(item: pytest.Item, state: dict[str, Any] | None) -> None:
+    """Record on ``item`` what an attempt in a clone recorded (template).
+
+    Without ``state`` (the clone crashed, or it ran no attempt), the item
+    starts clean, as pytest-rerunfailures' own hooks start it at setup: the
+    crash reports the template makes then pass through those hooks.
+    """
+    if find(item.config) is None:
+        return
+    state = state or {}
+    for name in _PHASE_FLAGS:
+        setattr(item, name, dict(state.get(name, {})))
+    setattr(item, _HELD_BACK, bool(state.get(_HELD_BACK, False)))
+    item._rerun_condition_results = {  # type: ignore[attr-defined]
+        (when, index): held for when, index, held in state.get("condition_results", [])
+    }
+    # The exceptions stay in the clone; every decision about them was made
+    # there and is found among the results above.
+    item._rerun_condition_excinfos = {  # type: ignore[attr-defined]
+        when: [None] * count for when, count in state.get("failure_counts", {}).items()
+    }
+
+
+def expects_rerun(item: pytest.Item) -> bool:
+    """Return True if the attempt's teardown held the wide fixtures back."""
+    return bool(getattr(item, _HELD_BACK, False))
+
+
+def run_protocol(
+    module: ModuleType,
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    attempt: Attempt,
+) -> bool:
+    """Run pytest-rerunfailures' protocol for ``item``, each attempt by ``attempt``.
+
+    Return False if pytest-rerunfailures does not rerun this item.
+    """
+    with _attempts_by(module, item, attempt):
+        handled = module.pytest_runtest_protocol(item=item, nextitem=nextitem)
+    return bool(handled)
+
+
+@contextlib.contextmanager
+def _attempts_by(
+    module: ModuleType, item: pytest.Item, attempt: Attempt
+) -> Iterator[None]:
+    """Make pytest-rerunfailures' loop call ``attempt`` to run ``item`` once.
+
+    Its loop calls pytest's ``runtestprotocol`` by the name it imported;
+    that name is the one place where an attempt can be moved into a clone.
+    """
+
+    def run_attempt(
+        attempted: pytest.Item, log: bool = True, nextitem: pytest.Item | None = None
+    ) -> list[pytest.TestReport]:
+        assert attempted is item
+        assert not log
+        return attempt()
+
+    plugin: Any = module
+    original = plugin.runtestprotocol
+    plugin.runtestprotocol = run_attempt
+    try:
+        yield
+    finally:
+        plugin.runtestprotocol = original
