@@ -24,7 +24,7 @@ import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import memory, reruns, wire
+from pytest_cowfork import memory, reruns, timeout_timer, wire
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -166,12 +166,22 @@ def _run_protocol(
     Teardown stops at ``template_top``: what the template set up is the
     template's to tear down, once, after every clone that uses it is done.
     """
-    config = item.config
     if hasattr(item, "_request") and not item._request:
         # A rerun (pytest-rerunfailures) of an item whose request was dropped.
         item._initrequest()  # type: ignore[attr-defined]
-    ihook = item.ihook
     inherited = _finalizer_counts(item.session)
+    # pytest-timeout's timer, if the template held it back for the clone.
+    with timeout_timer.running(item):
+        _run_phases(item, template_top, channel, inherited)
+
+
+def _run_phases(
+    item: pytest.Item,
+    template_top: pytest.Collector,
+    channel: _Channel,
+    inherited: dict[Any, int],
+) -> None:
+    config, ihook = item.config, item.ihook
     report = _run_phase(
         item, "setup", lambda: ihook.pytest_runtest_setup(item=item), channel
     )

@@ -12,10 +12,11 @@ import sys
 
 import pytest
 
-from pytest_cowfork import clone, hookspecs, memory, settings
+from pytest_cowfork import clone, hookspecs, memory, settings, timeout_timer
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
+_TIMER_PLUGIN_NAME = "cowfork-timeout-timer"
 
 
 @pytest.hookimpl
@@ -98,7 +99,12 @@ def pytest_configure(config: pytest.Config) -> None:
             "each xdist worker is already a template that forks its clones one "
             "at a time; add processes with -n instead"
         )
-    config.pluginmanager.register(Template(config, chosen), _PLUGIN_NAME)
+    template = Template(config, chosen)
+    config.pluginmanager.register(template, _PLUGIN_NAME)
+    if config.pluginmanager.has_plugin(timeout_timer.PLUGIN_NAME):
+        config.pluginmanager.register(
+            timeout_timer.TimerInClone(forks=template.forks), _TIMER_PLUGIN_NAME
+        )
 
 
 @pytest.hookimpl

@@ -17,7 +17,7 @@ import pytest
 from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 
-from pytest_cowfork import reruns
+from pytest_cowfork import reruns, timeout_timer
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
 from pytest_cowfork.hazards import PytestCowforkWarning, ThreadWatch
@@ -103,6 +103,14 @@ class Template:
             self._scheduler.kill_all()
             raise
         return None
+
+    def forks(self, item: pytest.Item) -> bool:
+        """Return True if ``item`` is to run in a clone."""
+        try:
+            choice = choose(item, self.settings)
+        except ValueError:
+            return False
+        return choice.fork and not would_skip(item)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -248,7 +256,8 @@ class Template:
         self._drain()
         handle = self._warm_and_fork(item, wide_params(item, self.settings.scope))
         if handle is None:
-            return runtestprotocol(item, nextitem=nextitem, log=False)
+            with timeout_timer.running(item):
+                return runtestprotocol(item, nextitem=nextitem, log=False)
         clone = Running(handle=handle, timeout=timeout)
         self._scheduler.add(clone)
         job = Job(item=item, nextitem=nextitem, clone=clone, live=False)
@@ -428,7 +437,8 @@ class Template:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
             )
-        runtestprotocol(item, nextitem=nextitem)
+        with timeout_timer.running(item):
+            runtestprotocol(item, nextitem=nextitem)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
     def _drain(self) -> None:
