@@ -329,6 +329,7 @@ class Template:
         scope = self.settings.scope
         if (
             not choice.fork
+            or timeout_timer.may_time(nextitem)
             or would_skip(nextitem)
             or would_tear_down(nextitem.session, nextitem)
             or wide_params(nextitem, scope) != self._forked_params

@@ -43,6 +43,24 @@ class TimerInClone:
         return True
 
 
+def may_time(item: pytest.Item) -> bool:
+    """Return True if pytest-timeout may set a timer for ``item``.
+
+    A clone can only start a timer the template held back before the fork,
+    so such an item gets no standby clone, forked ahead of its protocol.
+    """
+    module: Any = item.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if module is None:
+        return False
+    if item.get_closest_marker("timeout") is not None:
+        return True
+    try:
+        timeout = module.get_env_settings(item.config).timeout
+    except Exception:
+        return True
+    return bool(timeout)
+
+
 def start(item: pytest.Item) -> None:
     """Start the timer the template held back for ``item``, if any."""
     settings = item.stash.get(_held_key, None)

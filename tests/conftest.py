@@ -25,6 +25,21 @@ def _no_inherited_cowfork_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLONE_ID", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_shuffled_inner_runs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep pytest-randomly from reordering and reseeding inner runs.
+
+    Inner runs find no ini file, and many tests here rely on the order of
+    the tests they write; the tests of pytest-randomly itself remove this.
+    """
+    if "pytester" in request.fixturenames:
+        # It clears PYTEST_ADDOPTS as it starts.
+        request.getfixturevalue("pytester")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+
+
 def is_gone(pid: int) -> bool:
     """Return True if ``pid`` no longer runs (a zombie counts as gone)."""
     try:
