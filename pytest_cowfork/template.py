@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -70,6 +71,8 @@ class Template:
             harmless=lambda thread: reruns.is_status_server(config, thread)
         )
         self._owner: Job | None = None
+        #: Seconds the template spent setting up the item it forks for.
+        self._warm_time = 0.0
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
         #: Under xdist, each worker's clones take their own range of ids.
@@ -152,6 +155,7 @@ class Template:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
             )
+        self._warm_time = 0.0
         clone = self._take_early(item)
         if clone is None:
             handle = self._take_standby(item)
@@ -163,7 +167,13 @@ class Template:
                     return
             clone = Running(handle=handle, timeout=timeout)
             self._scheduler.add(clone)
-        job = Job(item=item, nextitem=nextitem, clone=clone, live=live)
+        job = Job(
+            item=item,
+            nextitem=nextitem,
+            clone=clone,
+            live=live,
+            warm_time=self._warm_time,
+        )
         self._jobs[clone.pid] = job
         self.stats.clones += 1
         if live:
@@ -254,13 +264,20 @@ class Template:
         """Run one attempt of ``item`` in a clone; return its reports, unlogged."""
         self._discard_standby()
         self._drain()
+        self._warm_time = 0.0
         handle = self._warm_and_fork(item, wide_params(item, self.settings.scope))
         if handle is None:
             with timeout_timer.running(item):
                 return runtestprotocol(item, nextitem=nextitem, log=False)
         clone = Running(handle=handle, timeout=timeout)
         self._scheduler.add(clone)
-        job = Job(item=item, nextitem=nextitem, clone=clone, live=False)
+        job = Job(
+            item=item,
+            nextitem=nextitem,
+            clone=clone,
+            live=False,
+            warm_time=self._warm_time,
+        )
         self.stats.clones += 1
         try:
             while clone.pid in self._scheduler.running:
@@ -302,6 +319,7 @@ class Template:
         pytest caches the failure, so the item's own setup raises it again
         when it runs here, and reports it exactly as without cowfork.
         """
+        started = time.perf_counter()
         try:
             with self._capture("setup", item):
                 return warm(item, self.settings.scope)
@@ -312,6 +330,9 @@ class Template:
                 # pytest 8.0 leaves the request unusable after a failure.
                 item._initrequest()
             return None
+        finally:
+            # Part of the item's setup, as pytest would time it.
+            self._warm_time = time.perf_counter() - started
 
     def _prepare_standby(self, nextitem: pytest.Item) -> None:
         """Fork ``nextitem``'s clone now, to wait while the current one runs.
@@ -512,6 +533,7 @@ class Template:
         report = job.reports[-1]
         report.sections = [*report.sections, *sections]
         if call.excinfo is None:
+            report.duration += call.duration
             return
         failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(
             item=item, call=call

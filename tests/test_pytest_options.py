@@ -76,6 +76,43 @@ import re
     assert "exited with status 3 during call" in str(failure.get("message"))
 
 
+def test_durations_count_the_wide_fixtures_the_template_sets_up(
+    pytester: pytest.Pytester,
+) -> None:
+    """A wide fixture's setup counts in its first test's setup, its teardown
+    in its last test's teardown, as without the plugin. The sleeps give those
+    phases a duration they cannot go below."""
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def wide():
+            time.sleep(0.2)
+            yield
+            time.sleep(0.2)
+
+        def test_one(wide):
+            pass
+
+        def test_two(wide):
+            pass
+        """
+    )
+
+    result = run(pytester, "--cowfork", "--durations=0", "-vv")
+
+    durations = {}
+    for line in result.outlines:
+        match = re.fullmatch(r"(\d+\.\d+)s (setup|call|teardown) +\S+::(\w+)", line)
+        if match:
+            durations[match[2], match[3]] = float(match[1])
+    assert len(durations) == 6
+    assert durations["setup", "test_one"] >= 0.2
+    assert durations["teardown", "test_two"] >= 0.2
+
+
 FAILURES = """
     import os
 import re
