@@ -94,6 +94,12 @@ def adopt_state(item: pytest.Item, state: dict[str, Any] | None) -> None:
     }
 
 
+def ensure_state(item: pytest.Item, state: dict[str, Any] | None) -> None:
+    """Adopt ``state`` unless ``item`` holds an attempt's state already."""
+    if not hasattr(item, _PHASE_FLAGS[0]):
+        adopt_state(item, state)
+
+
 def expects_rerun(item: pytest.Item) -> bool:
     """Return True if the attempt's teardown held the wide fixtures back."""
     return bool(getattr(item, _HELD_BACK, False))

@@ -535,6 +535,8 @@ class Template:
         if call.excinfo is None:
             report.duration += call.duration
             return
+        # The report passes through pytest-rerunfailures' hooks.
+        reruns.ensure_state(item, job.rerun_state())
         failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(
             item=item, call=call
         )
