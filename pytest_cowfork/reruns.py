@@ -71,18 +71,30 @@ def attempt_state(item: pytest.Item) -> dict[str, Any] | None:
     return state
 
 
-def adopt_state(item: pytest.Item, state: dict[str, Any] | None) -> None:
+def adopt_state(
+    item: pytest.Item,
+    state: dict[str, Any] | None,
+    reports: list[pytest.TestReport],
+) -> None:
     """Record on ``item`` what an attempt in a clone recorded (template).
 
-    Without ``state`` (the clone crashed, or it ran no attempt), the item
-    starts clean, as pytest-rerunfailures' own hooks start it at setup: the
-    crash reports the template makes then pass through those hooks.
+    Without ``state`` (the clone crashed before it sent it, or it ran no
+    attempt), the phases the clone reported are taken from its ``reports``;
+    the crash reports the template makes then pass through
+    pytest-rerunfailures' hooks, which record the phases they fail.
     """
     if find(item.config) is None:
         return
     state = state or {}
+    derived = {
+        "_test_failed_statuses": {report.when: report.failed for report in reports},
+        "_terminal_errors": {report.when: False for report in reports},
+        "_test_xfailed": {
+            report.when: hasattr(report, "wasxfail") for report in reports
+        },
+    }
     for name in _PHASE_FLAGS:
-        setattr(item, name, dict(state.get(name, {})))
+        setattr(item, name, {**derived[name], **state.get(name, {})})
     setattr(item, _HELD_BACK, bool(state.get(_HELD_BACK, False)))
     item._rerun_condition_results = {  # type: ignore[attr-defined]
         (when, index): held for when, index, held in state.get("condition_results", [])
@@ -94,10 +106,14 @@ def adopt_state(item: pytest.Item, state: dict[str, Any] | None) -> None:
     }
 
 
-def ensure_state(item: pytest.Item, state: dict[str, Any] | None) -> None:
+def ensure_state(
+    item: pytest.Item,
+    state: dict[str, Any] | None,
+    reports: list[pytest.TestReport],
+) -> None:
     """Adopt ``state`` unless ``item`` holds an attempt's state already."""
     if not hasattr(item, _PHASE_FLAGS[0]):
-        adopt_state(item, state)
+        adopt_state(item, state, reports)
 
 
 def expects_rerun(item: pytest.Item) -> bool:

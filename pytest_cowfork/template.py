@@ -291,12 +291,8 @@ class Template:
         stop = job.stop_request()
         if stop is not None:
             raise stop
-        reruns.adopt_state(item, job.rerun_state())
-        missing = job.missing_phase()
-        if missing is not None:
-            ending = job.add_crash_reports(missing)
-            self.stats.crashed += ending.timeout is None
-            self.stats.timed_out += ending.timeout is not None
+        reruns.adopt_state(item, job.rerun_state(), job.reports)
+        self._fail_unfinished(job)
         if not reruns.expects_rerun(item):
             self._tear_down_wide(job)
         return job.reports
@@ -496,17 +492,22 @@ class Template:
         if stop is not None:
             self._log(job, final=True, finish=False)
             raise stop
-        missing = job.missing_phase()
-        if missing is not None:
-            # The crash reports pass through pytest-rerunfailures' hooks.
-            reruns.adopt_state(job.item, job.rerun_state())
-            ending = job.add_crash_reports(missing)
-            self.stats.crashed += ending.timeout is None
-            self.stats.timed_out += ending.timeout is not None
+        self._fail_unfinished(job)
         if job.owns_teardown:
             self._owner = job
         else:
             self._log(job, final=True)
+
+    def _fail_unfinished(self, job: Job) -> None:
+        """Add failed reports for the phases ``job``'s clone did not report."""
+        missing = job.missing_phase()
+        if missing is None:
+            return
+        # The crash reports pass through pytest-rerunfailures' hooks.
+        reruns.ensure_state(job.item, job.rerun_state(), job.reports)
+        ending = job.add_crash_reports(missing)
+        self.stats.crashed += ending.timeout is None
+        self.stats.timed_out += ending.timeout is not None
 
     def _tear_down_wide(self, job: Job) -> None:
         """Tear down the template state ``job``'s item was the last to use."""
@@ -536,7 +537,7 @@ class Template:
             report.duration += call.duration
             return
         # The report passes through pytest-rerunfailures' hooks.
-        reruns.ensure_state(item, job.rerun_state())
+        reruns.ensure_state(item, job.rerun_state(), job.reports)
         failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(
             item=item, call=call
         )

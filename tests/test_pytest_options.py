@@ -61,7 +61,6 @@ def test_junitxml_reports_a_crashed_clone_as_a_failure(
     pytester.makepyfile(
         """
         import os
-import re
 
         def test_crashes():
             os._exit(3)
@@ -115,7 +114,6 @@ def test_durations_count_the_wide_fixtures_the_template_sets_up(
 
 FAILURES = """
     import os
-import re
 
     def test_passes():
         pass
@@ -249,7 +247,6 @@ def test_collect_only_forks_nothing(pytester: pytest.Pytester) -> None:
 
 PIDS = """
     import os
-import re
     import pytest
 
     @pytest.mark.parametrize("i", range(2))
