@@ -80,3 +80,27 @@ def test_several_jobs_per_worker_are_refused(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*--cowfork-jobs=2 cannot be combined with xdist's -n*add processes with -n*"]
     )
+
+
+def test_reruns_run_in_fresh_clones_of_a_worker(pytester: pytest.Pytester) -> None:
+    """pytest-rerunfailures counts a worker's reruns through the controller."""
+    pytester.makepyfile(
+        """
+        import os
+
+        STATE = []
+
+        def test_flaky():
+            assert STATE == []
+            STATE.append("changed")
+            with open("attempts", "a") as f:
+                f.write(f"{os.getpid()}\\n")
+            with open("attempts") as f:
+                assert len(f.read().split()) == 3
+        """
+    )
+
+    result = run(pytester, "--cowfork", "-n", "2", "--reruns=2")
+
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 2}
+    assert len(set((pytester.path / "attempts").read_text().split())) == 3
