@@ -37,15 +37,18 @@ def find(config: pytest.Config) -> ModuleType | None:
 
 
 def is_status_server(config: pytest.Config, thread: threading.Thread) -> bool:
-    """Return True for pytest-rerunfailures' status server thread.
+    """Return True for a thread of pytest-rerunfailures' status server.
 
-    With pytest-xdist installed, pytest-rerunfailures starts it in the main
-    process to count reruns for xdist workers. It waits in ``accept()`` and
-    holds no lock a clone needs, so forking beside it is safe.
+    With pytest-xdist installed, pytest-rerunfailures starts one in the main
+    process of every run (in-process runs of pytester included) to count
+    reruns for xdist workers. It waits in ``accept()`` and holds no lock a
+    clone needs, so forking beside it is safe.
     """
-    server = getattr(config, "failures_db", None)
+    server_class = getattr(find(config), "ServerStatusDB", None)
     target = getattr(thread, "_target", None)
-    return server is not None and getattr(target, "__self__", None) is server
+    return server_class is not None and (
+        getattr(target, "__func__", None) is getattr(server_class, "run_server", 0)
+    )
 
 
 def attempt_state(item: pytest.Item) -> dict[str, Any] | None:
