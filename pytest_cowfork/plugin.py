@@ -12,7 +12,14 @@ import sys
 
 import pytest
 
-from pytest_cowfork import clone, hookspecs, memory, settings, timeout_timer
+from pytest_cowfork import (
+    clone,
+    hookspecs,
+    memory,
+    reruns,
+    settings,
+    timeout_timer,
+)
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
@@ -99,6 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "each xdist worker is already a template that forks its clones one "
             "at a time; add processes with -n instead"
         )
+    if chosen.fork_all:
+        reruns.check_supported(config)
     template = Template(config, chosen)
     config.pluginmanager.register(template, _PLUGIN_NAME)
     if config.pluginmanager.has_plugin(timeout_timer.PLUGIN_NAME):

@@ -25,6 +25,15 @@ _PHASE_FLAGS = ("_test_failed_statuses", "_terminal_errors", "_test_xfailed")
 #: Set by its teardown when it held the wide fixtures back for another attempt.
 _HELD_BACK = "_finalizers_suspended"
 
+#: Why a test cannot be rerun in clones by a pytest-rerunfailures that
+#: cowfork does not know how to drive.
+UNSUPPORTED = (
+    "this release of pytest-rerunfailures does not run its attempts through "
+    "pytest's runtestprotocol, so cowfork cannot give each attempt a clone and "
+    "the test would not be rerun: mark the test no_cowfork to rerun it in the "
+    "pytest process, or run with --no-cowfork"
+)
+
 Attempt = Callable[[], list[pytest.TestReport]]
 
 
@@ -36,6 +45,29 @@ def find(config: pytest.Config) -> ModuleType | None:
     return module  # type: ignore[no-any-return]
 
 
+def check_supported(config: pytest.Config) -> None:
+    """Refuse global reruns that cowfork cannot give clones; raise UsageError."""
+    module = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if module is None or find(config) is not None:
+        return
+    reruns = config.getoption("reruns", None) or config.getoption("force_reruns", None)
+    if reruns is None:
+        with contextlib.suppress(TypeError, ValueError):
+            reruns = int(config.getini("reruns"))
+    if reruns:
+        raise pytest.UsageError(f"--reruns with --cowfork: {UNSUPPORTED}")
+
+
+def refusal(item: pytest.Item) -> str | None:
+    """Return why ``item``'s flaky marker cannot be honoured in clones."""
+    module = item.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if module is None or find(item.config) is not None:
+        return None
+    if item.get_closest_marker("flaky") is None:
+        return None
+    return f"@pytest.mark.flaky in a clone: {UNSUPPORTED}"
+
+
 def is_status_server(config: pytest.Config, thread: threading.Thread) -> bool:
     """Return True for a thread of pytest-rerunfailures' status server.
 
@@ -44,7 +76,8 @@ def is_status_server(config: pytest.Config, thread: threading.Thread) -> bool:
     reruns for xdist workers. It waits in ``accept()`` and holds no lock a
     clone needs, so forking beside it is safe.
     """
-    server_class = getattr(find(config), "ServerStatusDB", None)
+    module = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    server_class = getattr(module, "ServerStatusDB", None)
     target = getattr(thread, "_target", None)
     return server_class is not None and (
         getattr(target, "__func__", None) is getattr(server_class, "run_server", 0)

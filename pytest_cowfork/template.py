@@ -248,6 +248,9 @@ class Template:
         """
         module = reruns.find(self._config)
         if module is None:
+            refused = reruns.refusal(item)
+            if refused is not None:
+                item.stash[refusal_key] = refused
             return False
         handled = reruns.run_protocol(
             module, item, nextitem, lambda: self._run_attempt(item, nextitem, timeout)

@@ -405,3 +405,39 @@ def test_hypothesis_shrinks_in_the_clone_and_shows_the_example(
     again = run(pytester, "--cowfork", "-k", "small", "-p", "no:cacheprovider")
     again.assert_outcomes(failed=1, deselected=1)
     again.stdout.fnmatch_lines(["*n=1000,*"])
+
+
+def test_a_pytest_rerunfailures_cowfork_cannot_drive_is_refused(
+    pytester: pytest.Pytester,
+) -> None:
+    """A release whose loop no longer calls runtestprotocol would run each
+    test once: --reruns is refused, and a flaky test fails its setup."""
+    pytester.makeconftest(
+        """
+        import pytest_rerunfailures
+
+        del pytest_rerunfailures.runtestprotocol
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.flaky(reruns=1)
+        def test_flaky():
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+
+    refused = run(pytester, "--cowfork", "--reruns=1")
+
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        ["ERROR: --reruns with --cowfork: this release of pytest-rerunfailures *"]
+    )
+    marked = run(pytester, "--cowfork")
+    marked.assert_outcomes(errors=1, passed=1)
+    marked.stdout.fnmatch_lines(["@pytest.mark.flaky in a clone: this release *"])
