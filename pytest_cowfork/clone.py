@@ -25,7 +25,7 @@ import pytest
 from _pytest.capture import EncodedFile, FDCapture
 from _pytest.runner import CallInfo, check_interactive_exception, show_test_item
 
-from pytest_cowfork import memory, terminal, wire
+from pytest_cowfork import memory, reruns, terminal, timeout_timer, wire
 from pytest_cowfork.coverage import CloneCoverage
 
 if TYPE_CHECKING:
@@ -140,6 +140,9 @@ def run(
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run_protocol(item, template_top, channel)
+                state = reruns.attempt_state(item)
+                if state is not None:
+                    channel.send(wire.Kind.RERUN_STATE, state)
                 last: tuple[wire.Kind, Any] = (
                     wire.Kind.DONE,
                     _costs(measure_memory),
@@ -193,12 +196,22 @@ def _run_protocol(
     Teardown stops at ``template_top``: what the template set up is the
     template's to tear down, once, after every clone that uses it is done.
     """
-    config = item.config
     if hasattr(item, "_request") and not item._request:
         # A rerun (pytest-rerunfailures) of an item whose request was dropped.
         item._initrequest()  # type: ignore[attr-defined]
-    ihook = item.ihook
     inherited = _finalizer_counts(item.session)
+    # pytest-timeout's timer, if the template held it back for the clone.
+    with timeout_timer.running(item):
+        _run_phases(item, template_top, channel, inherited)
+
+
+def _run_phases(
+    item: pytest.Item,
+    template_top: pytest.Collector,
+    channel: _Channel,
+    inherited: dict[Any, int],
+) -> None:
+    config, ihook = item.config, item.ihook
     report = _run_phase(
         item, "setup", lambda: ihook.pytest_runtest_setup(item=item), channel
     )

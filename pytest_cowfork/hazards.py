@@ -15,7 +15,7 @@ import stat
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -38,8 +38,15 @@ class Hazards:
     last listed (:attr:`changed`), since only then can new ones be open.
     """
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        harmless: Callable[[threading.Thread], bool] = lambda thread: False,
+    ) -> None:
+        """:param harmless: True for a thread known to hold nothing a clone
+        needs, which the thread warning leaves out."""
         self._config = config
+        self._harmless = harmless
         self._warned: set[str] = set()
         #: The template may hold descriptors the last check did not see.
         self.changed = True
@@ -52,7 +59,7 @@ class Hazards:
             goes on with the checks this one did not reach.
         """
         if "threads" not in self._warned:
-            names = _other_threads()
+            names = sorted(thread.name for thread in self.other_threads())
             if names:
                 self._warn(item, "threads", _threads_message(names))
         if not self.changed or {"sockets", "loops"} <= self._warned:
@@ -67,6 +74,17 @@ class Hazards:
         if "sockets" not in self._warned and sockets:
             self._warn(item, "sockets", _sockets_message(sockets))
         self.changed = False
+
+    def other_threads(self) -> list[threading.Thread]:
+        """Return the live threads but this one, harmless ones left out."""
+        if threading.active_count() == 1:
+            return []
+        current = threading.current_thread()
+        return [
+            thread
+            for thread in threading.enumerate()
+            if thread is not current and not self._harmless(thread)
+        ]
 
     def _warn(self, item: pytest.Item, hazard: str, message: str) -> None:
         self._warned.add(hazard)
@@ -93,13 +111,6 @@ class Hazards:
             with contextlib.suppress(OSError):
                 owned.add(_identity(os.fstat(fd)))
         return owned
-
-
-def _other_threads() -> list[str]:
-    if threading.active_count() == 1:
-        return []
-    current = threading.current_thread()
-    return sorted(t.name for t in threading.enumerate() if t is not current)
 
 
 def _threads_message(names: list[str]) -> str:

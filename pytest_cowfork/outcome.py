@@ -35,6 +35,9 @@ class Job:
     #: This item's teardown also tears down template state; the template
     #: does that after every clone forked from that state has ended.
     owns_teardown: bool = False
+    #: Seconds the template spent setting up wide fixtures for this item,
+    #: added to its setup duration.
+    warm_time: float = 0.0
     reports: list[pytest.TestReport] = dataclasses.field(default_factory=list)
     decoded: int = 0
     logged: int = 0
@@ -47,11 +50,12 @@ class Job:
         messages = self.clone.messages
         for kind, payload in messages[self.decoded :]:
             if kind is wire.Kind.REPORT:
-                self.reports.append(
-                    config.hook.pytest_report_from_serializable(
-                        config=config, data=_restore_tuples(payload)
-                    )
+                report = config.hook.pytest_report_from_serializable(
+                    config=config, data=_restore_tuples(payload)
                 )
+                if report.when == "setup":
+                    report.duration += self.warm_time
+                self.reports.append(report)
         self.decoded = len(messages)
 
     def stop_request(self) -> BaseException | None:
@@ -103,6 +107,17 @@ class Job:
         earlier = self.reports[-1].sections if self.reports else None
         self.reports += crash.crash_reports(self.item, when, ending, earlier, captured)
         return ending
+
+    def rerun_state(self) -> dict[str, Any] | None:
+        """Return what pytest-rerunfailures recorded in the clone, if sent."""
+        return next(
+            (
+                payload
+                for kind, payload in self.clone.messages
+                if kind is wire.Kind.RERUN_STATE
+            ),
+            None,
+        )
 
     def private_dirty(self) -> int | None:
         """Return the memory the clone copied, if it measured it."""

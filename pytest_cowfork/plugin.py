@@ -12,11 +12,19 @@ import sys
 
 import pytest
 
-from pytest_cowfork import clone, hookspecs, memory, settings
+from pytest_cowfork import (
+    clone,
+    hookspecs,
+    memory,
+    reruns,
+    settings,
+    timeout_timer,
+)
 from pytest_cowfork.template import Template
 
 _PLUGIN_NAME = "cowfork-template"
 _COVERAGE_PLUGIN_NAME = "cowfork-coverage"
+_TIMER_PLUGIN_NAME = "cowfork-timeout-timer"
 
 
 @pytest.hookimpl
@@ -101,9 +109,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if chosen.jobs > 1 and not chosen.disabled:
         _refuse_debugging_options(config, chosen.jobs)
+    if chosen.fork_all:
+        reruns.check_supported(config)
     template = Template(config, chosen)
     config.pluginmanager.register(template, _PLUGIN_NAME)
     config.pluginmanager.register(template.coverage, _COVERAGE_PLUGIN_NAME)
+    if config.pluginmanager.has_plugin(timeout_timer.PLUGIN_NAME):
+        config.pluginmanager.register(
+            timeout_timer.TimerInClone(forks=template.forks), _TIMER_PLUGIN_NAME
+        )
 
 
 @pytest.hookimpl

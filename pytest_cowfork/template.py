@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +21,7 @@ from _pytest.outcomes import OutcomeException
 from _pytest.runner import CallInfo, runtestprotocol
 from _pytest.warnings import catch_warnings_for_item
 
-from pytest_cowfork import wire
+from pytest_cowfork import reruns, timeout_timer, wire
 from pytest_cowfork.clone import current_id
 from pytest_cowfork.coverage import TemplateCoverage
 from pytest_cowfork.fork import CaptureFiles, ForkedClone, fork_clone
@@ -77,11 +77,15 @@ class Template:
         #: The standby, once started before the main loop reached its item.
         self._early: tuple[pytest.Item, Running] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
-        self._hazards = Hazards(config)
+        self._hazards = Hazards(
+            config, harmless=lambda thread: reruns.is_status_server(config, thread)
+        )
         #: The warning filters outside any item, which pytest starts each
         #: item's filters from.
         self._base_filters: list[Any] = []
         self._owner: Job | None = None
+        #: Seconds the template spent setting up the item it forks for.
+        self._warm_time = 0.0
         self.stats = Stats()
         self.hugepages = HugePages("off" if settings.disabled else settings.hugepages)
         #: Gathers what clones measure, when coverage.py measures this run.
@@ -102,7 +106,8 @@ class Template:
             choice = None
         try:
             if choice is not None and choice.fork and not would_skip(item):
-                self._run_in_clone(item, nextitem, choice.timeout)
+                if not self._rerun_in_clones(item, nextitem, choice.timeout):
+                    self._run_in_clone(item, nextitem, choice.timeout)
                 return True
             # The item runs here, in the template: no clone may still be
             # running from state it could change.
@@ -118,6 +123,14 @@ class Template:
             self._scheduler.kill_all()
             raise
         return None
+
+    def forks(self, item: pytest.Item) -> bool:
+        """Return True if ``item`` is to run in a clone."""
+        try:
+            choice = choose(item, self.settings)
+        except ValueError:
+            return False
+        return choice.fork and not would_skip(item)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -173,6 +186,7 @@ class Template:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
             )
+        self._warm_time = 0.0
         clone = self._take_early(item)
         if clone is None:
             handle = self._take_standby(item)
@@ -184,7 +198,13 @@ class Template:
                     return
             clone = Running(handle=handle, timeout=timeout)
             self._scheduler.add(clone)
-        job = Job(item=item, nextitem=nextitem, clone=clone, live=live)
+        job = Job(
+            item=item,
+            nextitem=nextitem,
+            clone=clone,
+            live=live,
+            warm_time=self._warm_time,
+        )
         self._jobs[clone.pid] = job
         self.stats.clones += 1
         if live:
@@ -219,6 +239,15 @@ class Template:
             # A clone that ended while this item waited stopped the run
             # (-x, --maxfail): like pytest, set up and run nothing more.
             return None
+        handle = self._warm_and_fork(item, params)
+        if handle is None:
+            self._run_here(item, nextitem, started)
+        return handle
+
+    def _warm_and_fork(
+        self, item: pytest.Item, params: tuple[tuple[str, int], ...]
+    ) -> ForkedClone | None:
+        """Warm the template for ``item`` and fork; None if it must run here."""
         template_top = self._warm(item)
         if template_top is not None:
             try:
@@ -227,7 +256,6 @@ class Template:
                 # This run turns warnings into errors: the item fails its setup.
                 item.stash[refusal_key] = str(warning)
         if template_top is None or refusal_key in item.stash:
-            self._run_here(item, nextitem, started)
             return None
         self._forked_params = params
         slot = min(self._free_slots)
@@ -244,12 +272,85 @@ class Template:
             cov=self.coverage.before_fork(),
         )
 
+    def _rerun_in_clones(
+        self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
+    ) -> bool:
+        """Let pytest-rerunfailures run ``item``, each attempt in a clone.
+
+        Return False if it does not rerun ``item``.
+        """
+        module = reruns.find(self._config)
+        if module is None:
+            refused = reruns.refusal(item)
+            if refused is not None:
+                item.stash[refusal_key] = refused
+            return False
+        handled = reruns.run_protocol(
+            module, item, nextitem, lambda: self._run_attempt(item, nextitem, timeout)
+        )
+        if handled and would_tear_down(item.session, nextitem):
+            # The last attempt held the wide fixtures back for a rerun that
+            # did not come (--max-suite-reruns ran out).
+            self._tear_down_late(item, nextitem)
+        return handled
+
+    def _run_attempt(
+        self, item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None
+    ) -> list[pytest.TestReport]:
+        """Run one attempt of ``item`` in a clone; return its reports, unlogged."""
+        self._discard_standby()
+        self._drain()
+        self._warm_time = 0.0
+        handle = self._warm_and_fork(item, wide_params(item, self.settings.scope))
+        if handle is None:
+            with timeout_timer.running(item):
+                return runtestprotocol(item, nextitem=nextitem, log=False)
+        clone = Running(handle=handle, timeout=timeout)
+        self._scheduler.add(clone)
+        job = Job(
+            item=item,
+            nextitem=nextitem,
+            clone=clone,
+            live=False,
+            warm_time=self._warm_time,
+        )
+        self.stats.clones += 1
+        try:
+            while clone.pid in self._scheduler.running:
+                self._scheduler.poll()
+        finally:
+            self._free_slots.append(handle.slot)
+            self._capture_pool.append(handle.capture)
+        self._take_in(job)
+        job.decode()
+        stop = job.stop_request()
+        if stop is not None:
+            raise stop
+        reruns.adopt_state(item, job.rerun_state(), job.reports)
+        self._fail_unfinished(job)
+        if not reruns.expects_rerun(item):
+            self._tear_down_wide(job)
+        return job.reports
+
+    def _tear_down_late(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Tear down template state after ``item``'s reports are logged."""
+        with self._capture("teardown", item):
+            call = CallInfo.from_call(
+                lambda: item.session._setupstate.teardown_exact(nextitem),
+                when="teardown",
+                reraise=(pytest.exit.Exception, KeyboardInterrupt),
+            )
+        if call.excinfo is not None:
+            report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+            item.ihook.pytest_runtest_logreport(report=report)
+
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
         """Set up ``item``'s share of the template; None if that failed.
 
         pytest caches the failure, so the item's own setup raises it again
         when it runs here, and reports it exactly as without cowfork.
         """
+        started = time.perf_counter()
         try:
             with self._capture("setup", item):
                 return warm(item, self.settings.scope)
@@ -260,6 +361,9 @@ class Template:
                 # pytest 8.0 leaves the request unusable after a failure.
                 item._initrequest()
             return None
+        finally:
+            # Part of the item's setup, as pytest would time it.
+            self._warm_time = time.perf_counter() - started
 
     def _prepare_standby(self, nextitem: pytest.Item) -> None:
         """Fork ``nextitem``'s clone now, to wait while the current one runs.
@@ -268,7 +372,7 @@ class Template:
         nothing runs here earlier than it would without a standby, and no
         thread would make the fork risky.
         """
-        if threading.active_count() > 1 or self._hazards.changed:
+        if self._hazards.other_threads() or self._hazards.changed:
             # The checks run at the next ordinary fork.
             return
         try:
@@ -278,6 +382,7 @@ class Template:
         scope = self.settings.scope
         if (
             not choice.fork
+            or timeout_timer.may_time(nextitem)
             or would_skip(nextitem)
             or would_tear_down(nextitem.session, nextitem)
             or wide_params(nextitem, scope) != self._forked_params
@@ -415,7 +520,8 @@ class Template:
             item.ihook.pytest_runtest_logstart(
                 nodeid=item.nodeid, location=item.location
             )
-        runtestprotocol(item, nextitem=nextitem)
+        with timeout_timer.running(item):
+            runtestprotocol(item, nextitem=nextitem)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
     def _drain(self) -> None:
@@ -442,25 +548,36 @@ class Template:
 
     def _complete(self, job: Job) -> None:
         """Take in the last of a clone's messages and log or hold its reports."""
-        job.report_finished()
-        self.coverage.receive(job.coverage_payloads())
-        self.stats.costs.add(
-            job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
-        )
+        self._take_in(job)
         job.decode()
         stop = job.stop_request()
         if stop is not None:
             self._log(job, final=True, finish=False)
             raise stop
-        missing = job.missing_phase()
-        if missing is not None:
-            ending = job.add_crash_reports(missing)
-            self.stats.crashed += ending.timeout is None
-            self.stats.timed_out += ending.timeout is not None
+        self._fail_unfinished(job)
         if job.owns_teardown:
             self._owner = job
         else:
             self._log(job, final=True)
+
+    def _fail_unfinished(self, job: Job) -> None:
+        """Add failed reports for the phases ``job``'s clone did not report."""
+        missing = job.missing_phase()
+        if missing is None:
+            return
+        # The crash reports pass through pytest-rerunfailures' hooks.
+        reruns.ensure_state(job.item, job.rerun_state(), job.reports)
+        ending = job.add_crash_reports(missing)
+        self.stats.crashed += ending.timeout is None
+        self.stats.timed_out += ending.timeout is not None
+
+    def _take_in(self, job: Job) -> None:
+        """Pass on what an ended clone measured: its costs and its coverage."""
+        job.report_finished()
+        self.coverage.receive(job.coverage_payloads())
+        self.stats.costs.add(
+            job.item.nodeid, job.clone.handle.fork_time, job.private_dirty()
+        )
 
     def _tear_down_wide(self, job: Job) -> None:
         """Tear down the template state ``job``'s item was the last to use."""
@@ -487,7 +604,10 @@ class Template:
         report = job.reports[-1]
         report.sections = [*report.sections, *sections]
         if call.excinfo is None:
+            report.duration += call.duration
             return
+        # The report passes through pytest-rerunfailures' hooks.
+        reruns.ensure_state(item, job.rerun_state(), job.reports)
         failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(
             item=item, call=call
         )

@@ -50,6 +50,9 @@ class Kind(enum.IntEnum):
     #: ``CoverageData.dumps()`` in base64; or ``{"problem": str}`` if the
     #: clone could not measure.
     COVERAGE = 8
+    #: What pytest-rerunfailures' hooks recorded on the item during the
+    #: attempt, for its loop in the template (see :mod:`reruns`).
+    RERUN_STATE = 9
 
 
 class WireError(Exception):

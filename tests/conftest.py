@@ -26,18 +26,20 @@ def _no_inherited_cowfork_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _inner_runs_without_asyncio(
+def _plain_inner_runs(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run inner sessions without pytest-asyncio, unless they ask with -p asyncio.
+    """Run inner sessions without pytest-randomly and pytest-asyncio.
 
-    Installed for the tests that check cowfork with it, it would otherwise
-    warn about its unset loop scope in every inner run.
+    Inner runs find no ini file, and many tests here rely on the order of
+    the tests they write; pytest-asyncio would warn about its unset loop
+    scope in every inner run. The tests of those plugins ask for them again
+    (``-p asyncio``, or without this variable).
     """
     if "pytester" in request.fixturenames:
         # After pytester, which clears PYTEST_ADDOPTS when it starts.
         request.getfixturevalue("pytester")
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio -p no:randomly")
 
 
 def is_gone(pid: int) -> bool:

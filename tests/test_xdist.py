@@ -360,3 +360,27 @@ def test_a_debugger_in_a_clone_of_a_worker_fails_its_test(
             "or with --no-cowfork"
         ]
     )
+
+
+def test_reruns_run_in_fresh_clones_of_a_worker(pytester: pytest.Pytester) -> None:
+    """pytest-rerunfailures counts a worker's reruns through the controller."""
+    pytester.makepyfile(
+        """
+        import os
+
+        STATE = []
+
+        def test_flaky():
+            assert STATE == []
+            STATE.append("changed")
+            with open("attempts", "a") as f:
+                f.write(f"{os.getpid()}\\n")
+            with open("attempts") as f:
+                assert len(f.read().split()) == 3
+        """
+    )
+
+    result = run(pytester, "--cowfork", "-n", "2", "--reruns=2")
+
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 2}
+    assert len(set((pytester.path / "attempts").read_text().split())) == 3
