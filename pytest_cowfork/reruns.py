@@ -84,6 +84,25 @@ def is_status_server(config: pytest.Config, thread: threading.Thread) -> bool:
     )
 
 
+def status_fds(config: pytest.Config) -> list[int]:
+    """Return the descriptor of pytest-rerunfailures' status socket, if any.
+
+    The server's (in the main process) or a client's connection to it (in
+    each xdist worker) counts reruns across workers. With one job, only one
+    process at a time talks over it, through pytest-rerunfailures' own
+    hooks, so it is no hazard to warn about.
+    """
+    sock = getattr(getattr(config, "failures_db", None), "sock", None)
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None:
+        return []
+    try:
+        fd = fileno()
+    except OSError:
+        return []
+    return [fd] if isinstance(fd, int) and fd >= 0 else []
+
+
 def attempt_state(item: pytest.Item) -> dict[str, Any] | None:
     """Return what pytest-rerunfailures recorded on ``item`` (clone).
 

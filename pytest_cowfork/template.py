@@ -251,7 +251,9 @@ class Template:
         template_top = self._warm(item)
         if template_top is not None:
             try:
-                self._hazards.check(item, own_fds=selector_fds())
+                self._hazards.check(
+                    item, own_fds=[*selector_fds(), *reruns.status_fds(self._config)]
+                )
             except PytestCowforkWarning as warning:
                 # This run turns warnings into errors: the item fails its setup.
                 item.stash[refusal_key] = str(warning)

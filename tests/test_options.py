@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import INNER_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,9 @@ def test_misused_marker_fails_the_test_with_a_message(pytester: pytest.Pytester)
             pass
         """
     )
-    result = pytester.runpytest("-p", "no:randomly")
+    # The one correct marker forks: in a subprocess, as every inner run that
+    # forks, away from what the outer run holds open.
+    result = pytester.runpytest_subprocess(timeout=INNER_TIMEOUT)
     result.assert_outcomes(errors=4, passed=1)
     result.stdout.fnmatch_lines(
         [
