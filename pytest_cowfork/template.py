@@ -196,17 +196,9 @@ class Template:
                 handle = self._fork_for(item, nextitem, started=live)
                 if handle is None:
                     return
-            clone = Running(handle=handle, timeout=timeout)
-            self._scheduler.add(clone)
-        job = Job(
-            item=item,
-            nextitem=nextitem,
-            clone=clone,
-            live=live,
-            warm_time=self._warm_time,
-        )
+            clone = self._watch(handle, timeout)
+        job = self._new_job(item, nextitem, clone, live)
         self._jobs[clone.pid] = job
-        self.stats.clones += 1
         if live:
             if nextitem is not None:
                 self._prepare_standby(nextitem)
@@ -221,6 +213,29 @@ class Template:
         )
         if job.owns_teardown:
             self._drain()
+
+    def _watch(self, handle: ForkedClone, timeout: float | None) -> Running:
+        """Have the event loop watch a clone that has started its item."""
+        clone = Running(handle=handle, timeout=timeout)
+        self._scheduler.add(clone)
+        return clone
+
+    def _new_job(
+        self,
+        item: pytest.Item,
+        nextitem: pytest.Item | None,
+        clone: Running,
+        live: bool,
+    ) -> Job:
+        """Return the job of ``item``'s clone, counted for the summary."""
+        self.stats.clones += 1
+        return Job(
+            item=item,
+            nextitem=nextitem,
+            clone=clone,
+            live=live,
+            warm_time=self._warm_time,
+        )
 
     def _fork_for(
         self, item: pytest.Item, nextitem: pytest.Item | None, started: bool
@@ -307,16 +322,8 @@ class Template:
         if handle is None:
             with timeout_timer.running(item):
                 return runtestprotocol(item, nextitem=nextitem, log=False)
-        clone = Running(handle=handle, timeout=timeout)
-        self._scheduler.add(clone)
-        job = Job(
-            item=item,
-            nextitem=nextitem,
-            clone=clone,
-            live=False,
-            warm_time=self._warm_time,
-        )
-        self.stats.clones += 1
+        clone = self._watch(handle, timeout)
+        job = self._new_job(item, nextitem, clone, live=False)
         try:
             while clone.pid in self._scheduler.running:
                 self._scheduler.poll()
@@ -507,9 +514,7 @@ class Template:
         self._standby = None
         self._free_slots.remove(handle.slot)
         handle.start()
-        clone = Running(handle=handle, timeout=timeout)
-        self._scheduler.add(clone)
-        self._early = (item, clone)
+        self._early = (item, self._watch(handle, timeout))
 
     def _run_here(
         self, item: pytest.Item, nextitem: pytest.Item | None, started: bool
