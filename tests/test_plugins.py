@@ -370,11 +370,14 @@ def test_without_pytest_randomly_clones_share_generators_but_not_random(
 
 # hypothesis
 
+# The database is named: on CI, Hypothesis's own profile would turn it off.
 GIVEN = """
     import os
 
-    from hypothesis import given, strategies as st
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.database import DirectoryBasedExampleDatabase
 
+    @settings(database=DirectoryBasedExampleDatabase(".hypothesis/examples"))
     @given(st.integers())
     def test_small(n):
         with open(f"pids.{os.getpid()}", "w"):
