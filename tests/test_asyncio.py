@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import INNER_TIMEOUT, needs_fork
 
-pytest.importorskip("pytest_asyncio")
+# loop_scope= came with 0.24, which needs pytest 8.2: the oldest pytest
+# supported gets an older pytest-asyncio, and these tests skip there.
+pytest.importorskip("pytest_asyncio", minversion="0.24")
 pytestmark = needs_fork
 
 INI = """
