@@ -42,19 +42,24 @@ class Hazards:
         self,
         config: pytest.Config,
         harmless: Callable[[threading.Thread], bool] = lambda thread: False,
+        own_fds: Callable[[], Iterable[int]] = tuple,
     ) -> None:
         """:param harmless: True for a thread known to hold nothing a clone
-        needs, which the thread warning leaves out."""
+            needs, which the thread warning leaves out.
+        :param own_fds: return the descriptors cowfork and the plugins it
+            works with hold open, not counted; asked only when the
+            descriptors are listed.
+        """
         self._config = config
         self._harmless = harmless
+        self._own_fds = own_fds
         self._warned: set[str] = set()
         #: The template may hold descriptors the last check did not see.
         self.changed = True
 
-    def check(self, item: pytest.Item, own_fds: Iterable[int] = ()) -> None:
+    def check(self, item: pytest.Item) -> None:
         """Warn, at ``item``, about each hazard not warned about yet.
 
-        :param own_fds: descriptors cowfork itself holds open, not counted.
         :raises PytestCowforkWarning: when warnings are errors; a later call
             goes on with the checks this one did not reach.
         """
@@ -64,7 +69,7 @@ class Hazards:
                 self._warn(item, "threads", _threads_message(names))
         if not self.changed or {"sockets", "loops"} <= self._warned:
             return
-        own_fds = set(own_fds)
+        own_fds = set(self._own_fds())
         sockets, selectors = _open_descriptors(own_fds, self._owned(own_fds))
         loops = _open_loops(selectors)
         if "loops" not in self._warned and (loops or selectors):

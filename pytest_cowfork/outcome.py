@@ -110,14 +110,7 @@ class Job:
 
     def rerun_state(self) -> dict[str, Any] | None:
         """Return what pytest-rerunfailures recorded in the clone, if sent."""
-        return next(
-            (
-                payload
-                for kind, payload in self.clone.messages
-                if kind is wire.Kind.RERUN_STATE
-            ),
-            None,
-        )
+        return next(self._payloads(wire.Kind.RERUN_STATE), None)
 
     def private_dirty(self) -> int | None:
         """Return the memory the clone copied, if it measured it."""
@@ -125,20 +118,15 @@ class Job:
         return None if done is None else done.get("private_dirty")
 
     def _done(self) -> dict[str, Any] | None:
-        return next(
-            (
-                payload
-                for kind, payload in self.clone.messages
-                if kind is wire.Kind.DONE
-            ),
-            None,
-        )
+        return next(self._payloads(wire.Kind.DONE), None)
 
     def coverage_payloads(self) -> Iterator[dict[str, Any]]:
         """Yield what the clone sent of its coverage measurements."""
-        for kind, payload in self.clone.messages:
-            if kind is wire.Kind.COVERAGE:
-                yield payload
+        return self._payloads(wire.Kind.COVERAGE)
+
+    def _payloads(self, wanted: wire.Kind) -> Iterator[Any]:
+        """Yield the payloads of the clone's messages of one kind, in order."""
+        return (payload for kind, payload in self.clone.messages if kind is wanted)
 
     def report_finished(self) -> None:
         """Call the hook that tells plugins how the clone ended."""
@@ -158,16 +146,15 @@ class Job:
     def record_warnings(self) -> None:
         """Hand the warnings the clone caught to pytest, as if caught here."""
         item = self.item
-        for kind, payload in self.clone.messages:
-            if kind is wire.Kind.WARNING:
-                item.ihook.pytest_warning_recorded.call_historic(
-                    kwargs=dict(
-                        warning_message=_warning_message(payload),
-                        nodeid=item.nodeid,
-                        when="runtest",
-                        location=None,
-                    )
+        for payload in self._payloads(wire.Kind.WARNING):
+            item.ihook.pytest_warning_recorded.call_historic(
+                kwargs=dict(
+                    warning_message=_warning_message(payload),
+                    nodeid=item.nodeid,
+                    when="runtest",
+                    location=None,
                 )
+            )
 
 
 def _warning_message(payload: dict[str, Any]) -> warnings.WarningMessage:

@@ -35,7 +35,7 @@ from pytest_cowfork.scheduler import (
     relay_to_terminal,
     selector_fds,
 )
-from pytest_cowfork.settings import Settings, choose
+from pytest_cowfork.settings import ItemChoice, Settings, choose
 from pytest_cowfork.terminal import Lender, borrow
 from pytest_cowfork.warmup import (
     is_warm,
@@ -78,7 +78,9 @@ class Template:
         self._early: tuple[pytest.Item, Running] | None = None
         self._forked_params: tuple[tuple[str, int], ...] | None = None
         self._hazards = Hazards(
-            config, harmless=lambda thread: reruns.is_status_server(config, thread)
+            config,
+            harmless=lambda thread: reruns.is_status_server(config, thread),
+            own_fds=lambda: [*selector_fds(), *reruns.status_fds(config)],
         )
         #: The warning filters outside any item, which pytest starts each
         #: item's filters from.
@@ -99,13 +101,9 @@ class Template:
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> bool | None:
         """Run ``item`` in a clone, unless it is to run in the template."""
+        choice = self._clone_choice(item)
         try:
-            choice = choose(item, self.settings)
-        except ValueError as exc:
-            item.stash[refusal_key] = str(exc)
-            choice = None
-        try:
-            if choice is not None and choice.fork and not would_skip(item):
+            if choice is not None:
                 if not self._rerun_in_clones(item, nextitem, choice.timeout):
                     self._run_in_clone(item, nextitem, choice.timeout)
                 return True
@@ -126,11 +124,19 @@ class Template:
 
     def forks(self, item: pytest.Item) -> bool:
         """Return True if ``item`` is to run in a clone."""
+        return self._clone_choice(item) is not None
+
+    def _clone_choice(self, item: pytest.Item) -> ItemChoice | None:
+        """Return how ``item`` runs in a clone, or None if it runs here.
+
+        A misused marker is noted on the item, whose setup then fails.
+        """
         try:
             choice = choose(item, self.settings)
-        except ValueError:
-            return False
-        return choice.fork and not would_skip(item)
+        except ValueError as exc:
+            item.stash[refusal_key] = str(exc)
+            return None
+        return choice if choice.fork and not would_skip(item) else None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -266,9 +272,7 @@ class Template:
         template_top = self._warm(item)
         if template_top is not None:
             try:
-                self._hazards.check(
-                    item, own_fds=[*selector_fds(), *reruns.status_fds(self._config)]
-                )
+                self._hazards.check(item)
             except PytestCowforkWarning as warning:
                 # This run turns warnings into errors: the item fails its setup.
                 item.stash[refusal_key] = str(warning)
@@ -343,15 +347,21 @@ class Template:
 
     def _tear_down_late(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         """Tear down template state after ``item``'s reports are logged."""
+        call = self._tear_down_template(item, nextitem)
+        if call.excinfo is not None:
+            report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+            item.ihook.pytest_runtest_logreport(report=report)
+
+    def _tear_down_template(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> CallInfo[None]:
+        """Tear down what ``nextitem`` does not need, capturing its output."""
         with self._capture("teardown", item):
-            call = CallInfo.from_call(
+            return CallInfo.from_call(
                 lambda: item.session._setupstate.teardown_exact(nextitem),
                 when="teardown",
                 reraise=(pytest.exit.Exception, KeyboardInterrupt),
             )
-        if call.excinfo is not None:
-            report = item.ihook.pytest_runtest_makereport(item=item, call=call)
-            item.ihook.pytest_runtest_logreport(report=report)
 
     def _warm(self, item: pytest.Item) -> pytest.Collector | None:
         """Set up ``item``'s share of the template; None if that failed.
@@ -384,15 +394,11 @@ class Template:
         if self._hazards.other_threads() or self._hazards.changed:
             # The checks run at the next ordinary fork.
             return
-        try:
-            choice = choose(nextitem, self.settings)
-        except ValueError:
-            return
+        choice = self._clone_choice(nextitem)
         scope = self.settings.scope
         if (
-            not choice.fork
+            choice is None
             or timeout_timer.may_time(nextitem)
-            or would_skip(nextitem)
             or would_tear_down(nextitem.session, nextitem)
             or wide_params(nextitem, scope) != self._forked_params
             or not is_warm(nextitem, scope)
@@ -598,12 +604,7 @@ class Template:
             return
         self._discard_standby()
         before = len(item._report_sections)
-        with self._capture("teardown", item):
-            call = CallInfo.from_call(
-                lambda: session._setupstate.teardown_exact(nextitem),
-                when="teardown",
-                reraise=(pytest.exit.Exception, KeyboardInterrupt),
-            )
+        call = self._tear_down_template(item, nextitem)
         sections = [
             (f"Captured {key} {when}", content)
             for when, key, content in item._report_sections[before:]
